@@ -1,0 +1,1 @@
+"""Certificates for the webhook: a local CA, serving certificates, rotation, caBundle injection."""

@@ -1,0 +1,152 @@
+"""The `hotplug-guard.io/` annotations: keys, JSON shapes, parse and render.
+
+The webhook writes `request` and `hotplugged`; the companion controller writes
+`status`. They live on the VM's own `metadata.annotations` (never on
+`spec.template`), so they do not count as a template change for KubeVirt.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+PREFIX = "hotplug-guard.io/"
+REQUEST = PREFIX + "request"
+LEDGER = PREFIX + "hotplugged"
+STATUS = PREFIX + "status"
+
+
+class Phase(enum.StrEnum):
+    """Progress of a request as the controller reports it."""
+
+    WAITING = "Waiting"
+    MIGRATING = "Migrating"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    SKIPPED = "Skipped"
+
+
+FINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.SKIPPED})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HotplugRequest:
+    """A plug/unplug the webhook admitted on a running VM."""
+
+    id: str
+    plug: tuple[str, ...] = ()
+    unplug: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ledger:
+    """Interfaces hot plugged during the VMI run `vmi` (reset on restart)."""
+
+    vmi: str = ""
+    interfaces: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HotplugStatus:
+    """The controller's report on request `id`."""
+
+    id: str
+    phase: Phase
+    migration: str = ""
+    attempts: int = 0
+    message: str = ""
+
+    @property
+    def finished(self) -> bool:
+        """True once nothing more will happen for this request."""
+        return self.phase in FINAL_PHASES
+
+
+def request_id(vm_uid: str, interfaces: Iterable[tuple[str, bool]]) -> str:
+    """Stable 16-hex id of a VM's resulting interface set: (name, absent) pairs."""
+    canonical = json.dumps([vm_uid, sorted(interfaces)], separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def render_request(request: HotplugRequest) -> str:
+    return json.dumps(
+        {"id": request.id, "plug": list(request.plug), "unplug": list(request.unplug)},
+        separators=(",", ":"),
+    )
+
+
+def render_ledger(ledger: Ledger) -> str:
+    return json.dumps(
+        {"vmi": ledger.vmi, "interfaces": list(ledger.interfaces)}, separators=(",", ":")
+    )
+
+
+def render_status(status: HotplugStatus) -> str:
+    return json.dumps(
+        {
+            "id": status.id,
+            "phase": status.phase.value,
+            "migration": status.migration,
+            "attempts": status.attempts,
+            "message": status.message,
+        },
+        separators=(",", ":"),
+    )
+
+
+def parse_request(text: object) -> HotplugRequest | None:
+    """The request in an annotation value, or None if absent or malformed."""
+    data = _load(text)
+    if data is None or not isinstance(data.get("id"), str):
+        return None
+    return HotplugRequest(id=data["id"], plug=_names(data.get("plug")), unplug=_names(data.get("unplug")))
+
+
+def parse_ledger(text: object) -> Ledger | None:
+    """The ledger in an annotation value, or None if absent or malformed."""
+    data = _load(text)
+    if data is None or not isinstance(data.get("vmi"), str):
+        return None
+    return Ledger(vmi=data["vmi"], interfaces=_names(data.get("interfaces")))
+
+
+def parse_status(text: object) -> HotplugStatus | None:
+    """The controller status in an annotation value, or None if absent or malformed."""
+    data = _load(text)
+    if data is None or not isinstance(data.get("id"), str):
+        return None
+    try:
+        phase = Phase(data.get("phase"))
+    except ValueError:
+        return None
+    attempts = data.get("attempts", 0)
+    return HotplugStatus(
+        id=data["id"],
+        phase=phase,
+        migration=_text(data.get("migration")),
+        attempts=attempts if isinstance(attempts, int) and not isinstance(attempts, bool) else 0,
+        message=_text(data.get("message")),
+    )
+
+
+def _load(text: object) -> Mapping[str, object] | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _names(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        return ()
+    return tuple(item for item in value if isinstance(item, str))
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""

@@ -1,0 +1,225 @@
+"""Policy configuration: rule actions, exemptions and the hot plug knobs.
+
+`parse_config` turns a plain mapping (from YAML or a ConfigMap) into a frozen
+`PolicyConfig`; every problem is reported with the key path that caused it so
+the CLI can point at the file line.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
+
+from policy.catalogue import CATALOGUE, RuleId
+from policy.verdicts import Action
+
+KUBEVIRT_CONTROLLERS: tuple[str, ...] = (
+    "system:serviceaccount:kubevirt:kubevirt-controller",
+    "system:serviceaccount:openshift-cnv:kubevirt-controller",
+)
+PRODUCT_CONTROLLER = "system:serviceaccount:hotplug-guard:hotplug-guard-controller"
+
+
+_E = TypeVar("_E", bound=enum.StrEnum)
+
+
+class OnPlainRemoval(enum.StrEnum):
+    """What to do with an interface deleted from a running VM's spec."""
+
+    CONVERT = "convert"
+    DENY = "deny"
+    ALLOW = "allow"
+
+
+class Completion(enum.StrEnum):
+    """How a hot plug reaches the guest in this cluster."""
+
+    MIGRATION = "migration"
+    IN_PLACE = "in-place"
+
+
+class ContextUnavailable(enum.StrEnum):
+    """What the webhook does when its cluster caches are not synced."""
+
+    WARN = "warn"
+    DENY = "deny"
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; `path` names the key, e.g. ('rules', 'plug-model')."""
+
+    def __init__(self, path: tuple[str | int, ...], message: str) -> None:
+        self.path = path
+        self.message = message
+        where = ".".join(str(p) for p in path) or "<config>"
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Exemptions:
+    """Requests from these users, groups or namespaces skip the transition rules."""
+
+    usernames: frozenset[str] = frozenset((*KUBEVIRT_CONTROLLERS, PRODUCT_CONTROLLER))
+    groups: frozenset[str] = frozenset()
+    namespaces: frozenset[str] = frozenset()
+
+
+def _default_actions() -> Mapping[str, Action]:
+    return {info.id.value: info.default for info in CATALOGUE}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyConfig:
+    """Everything a platform team can tune; the defaults are the shipped policy."""
+
+    rules: Mapping[str, Action] = field(default_factory=_default_actions)
+    exemptions: Exemptions = Exemptions()
+    hotplug_slots: int = 4
+    root_complex_spare_slots: int = 1
+    pci_slots: int = 32
+    on_plain_removal: OnPlainRemoval = OnPlainRemoval.CONVERT
+    completion: Completion = Completion.MIGRATION
+    allow_sriov_plug: bool = False
+    default_model_virtio: bool = False
+    context_unavailable: ContextUnavailable = ContextUnavailable.WARN
+
+    def action(self, rule: RuleId) -> Action:
+        """The configured action of `rule`."""
+        return self.rules[rule.value]
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> PolicyConfig:
+        """This config with the keys in `overrides` replaced (same syntax as the file)."""
+        return parse_config(overrides, base=self)
+
+
+_KEYS = {
+    "rules",
+    "exemptions",
+    "hotplugSlots",
+    "rootComplexSpareSlots",
+    "pciSlots",
+    "onPlainRemoval",
+    "completion",
+    "allowSriovPlug",
+    "defaultModelVirtio",
+    "contextUnavailable",
+}
+
+
+def parse_config(data: object, *, base: PolicyConfig | None = None) -> PolicyConfig:
+    """Build a config from a mapping; keys not given keep the value of `base`.
+
+    Raises `ConfigError` naming the offending key for unknown keys, unknown rule
+    ids, unknown actions and values of the wrong type or range.
+    """
+    config = base or PolicyConfig()
+    if data is None:
+        return config
+    if not isinstance(data, Mapping):
+        raise ConfigError((), f"must be a mapping, got {_kind(data)}")
+    for key in data:
+        if key not in _KEYS:
+            raise ConfigError((str(key),), f"unknown key; known keys: {', '.join(sorted(_KEYS))}")
+    changes: dict[str, Any] = {}
+    if "rules" in data:
+        changes["rules"] = _parse_rules(data["rules"], config.rules)
+    if "exemptions" in data:
+        changes["exemptions"] = _parse_exemptions(data["exemptions"], config.exemptions)
+    for key, attr, minimum in (
+        ("hotplugSlots", "hotplug_slots", 0),
+        ("rootComplexSpareSlots", "root_complex_spare_slots", 0),
+        ("pciSlots", "pci_slots", 1),
+    ):
+        if key in data:
+            changes[attr] = _parse_int(data[key], (key,), minimum=minimum)
+    for key, attr, kind in (
+        ("onPlainRemoval", "on_plain_removal", OnPlainRemoval),
+        ("completion", "completion", Completion),
+        ("contextUnavailable", "context_unavailable", ContextUnavailable),
+    ):
+        if key in data:
+            changes[attr] = _parse_enum(data[key], (key,), kind)
+    for key, attr in (
+        ("allowSriovPlug", "allow_sriov_plug"),
+        ("defaultModelVirtio", "default_model_virtio"),
+    ):
+        if key in data:
+            value = data[key]
+            if not isinstance(value, bool):
+                raise ConfigError((key,), f"must be true or false, got {_kind(value)}")
+            changes[attr] = value
+    return replace(config, **changes)
+
+
+def render_config(config: PolicyConfig) -> dict[str, Any]:
+    """The config as the mapping `parse_config` reads (round-trips)."""
+    return {
+        "rules": {rule: action.value for rule, action in config.rules.items()},
+        "exemptions": {
+            "usernames": sorted(config.exemptions.usernames),
+            "groups": sorted(config.exemptions.groups),
+            "namespaces": sorted(config.exemptions.namespaces),
+        },
+        "hotplugSlots": config.hotplug_slots,
+        "rootComplexSpareSlots": config.root_complex_spare_slots,
+        "pciSlots": config.pci_slots,
+        "onPlainRemoval": config.on_plain_removal.value,
+        "completion": config.completion.value,
+        "allowSriovPlug": config.allow_sriov_plug,
+        "defaultModelVirtio": config.default_model_virtio,
+        "contextUnavailable": config.context_unavailable.value,
+    }
+
+
+def _parse_rules(data: object, current: Mapping[str, Action]) -> Mapping[str, Action]:
+    if not isinstance(data, Mapping):
+        raise ConfigError(("rules",), f"must be a mapping of rule id to action, got {_kind(data)}")
+    rules = dict(current)
+    for rule, action in data.items():
+        if rule not in rules:
+            known = ", ".join(info.id.value for info in CATALOGUE)
+            raise ConfigError(("rules", str(rule)), f"unknown rule; known rules: {known}")
+        rules[rule] = _parse_enum(action, ("rules", rule), Action)
+    return rules
+
+
+def _parse_exemptions(data: object, current: Exemptions) -> Exemptions:
+    if not isinstance(data, Mapping):
+        raise ConfigError(("exemptions",), f"must be a mapping, got {_kind(data)}")
+    changes: dict[str, frozenset[str]] = {}
+    for key in data:
+        if key not in ("usernames", "groups", "namespaces"):
+            raise ConfigError(
+                ("exemptions", str(key)), "unknown key; known keys: groups, namespaces, usernames"
+            )
+        values = data[key]
+        if values is None:
+            values = []
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise ConfigError(("exemptions", key), "must be a list of strings")
+        changes[key] = frozenset(values)
+    return replace(current, **changes)
+
+
+def _parse_int(value: object, path: tuple[str, ...], *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(path, f"must be an integer, got {_kind(value)}")
+    if value < minimum:
+        raise ConfigError(path, f"must be at least {minimum}, got {value}")
+    return value
+
+
+def _parse_enum(value: object, path: tuple[str, ...], kind: type[_E]) -> _E:
+    allowed = ", ".join(member.value for member in kind)
+    if not isinstance(value, str):
+        raise ConfigError(path, f"must be one of {allowed}, got {_kind(value)}")
+    try:
+        return kind(value)
+    except ValueError:
+        raise ConfigError(path, f"must be one of {allowed}, got {value!r}") from None
+
+
+def _kind(value: object) -> str:
+    return "null" if value is None else type(value).__name__
