@@ -100,31 +100,41 @@ def render_status(status: HotplugStatus) -> str:
 def parse_request(text: object) -> HotplugRequest | None:
     """The request in an annotation value, or None if absent or malformed."""
     data = _load(text)
-    if data is None or not isinstance(data.get("id"), str):
+    ident = data.get("id") if data is not None else None
+    if data is None or not isinstance(ident, str):
         return None
-    return HotplugRequest(id=data["id"], plug=_names(data.get("plug")), unplug=_names(data.get("unplug")))
+    return HotplugRequest(
+        id=ident, plug=_names(data.get("plug")), unplug=_names(data.get("unplug"))
+    )
 
 
 def parse_ledger(text: object) -> Ledger | None:
     """The ledger in an annotation value, or None if absent or malformed."""
     data = _load(text)
-    if data is None or not isinstance(data.get("vmi"), str):
+    if data is None:
         return None
-    return Ledger(vmi=data["vmi"], interfaces=_names(data.get("interfaces")))
+    vmi = data.get("vmi")
+    if not isinstance(vmi, str):
+        return None
+    return Ledger(vmi=vmi, interfaces=_names(data.get("interfaces")))
 
 
 def parse_status(text: object) -> HotplugStatus | None:
     """The controller status in an annotation value, or None if absent or malformed."""
     data = _load(text)
-    if data is None or not isinstance(data.get("id"), str):
+    if data is None:
+        return None
+    ident = data.get("id")
+    phase_text = data.get("phase")
+    if not isinstance(ident, str) or not isinstance(phase_text, str):
         return None
     try:
-        phase = Phase(data.get("phase"))
+        phase = Phase(phase_text)
     except ValueError:
         return None
     attempts = data.get("attempts", 0)
     return HotplugStatus(
-        id=data["id"],
+        id=ident,
         phase=phase,
         migration=_text(data.get("migration")),
         attempts=attempts if isinstance(attempts, int) and not isinstance(attempts, bool) else 0,

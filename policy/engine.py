@@ -2,11 +2,35 @@
 
 from __future__ import annotations
 
-from policy.config import PolicyConfig
-from policy.review import UNKNOWN_CONTEXT, Context, Mode, Review
-from policy.verdicts import Verdict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from policy import paths
+from policy.annotations import (
+    LEDGER,
+    REQUEST,
+    HotplugRequest,
+    Ledger,
+    parse_ledger,
+    render_ledger,
+    render_request,
+    request_id,
+)
+from policy.catalogue import ORDER, RuleId
+from policy.changes import NO_CHANGES, Changes, diff
+from policy.config import OnPlainRemoval, PolicyConfig
+from policy.instances import Instance, parse_instance
+from policy.mutations import annotation_ops, convert_removals, guarded_keys, set_model_ops
+from policy.review import UNKNOWN_CONTEXT, Context, Mode, Operation, Review
+from policy.specrules import check_spec
+from policy.transitions import RULES, Situation, previous_request_unfinished, removal_eligible
+from policy.verdicts import Action, Cause, CauseType, Finding, PatchOp, Verdict
+from policy.views import Spec, VirtualMachine, parse_spec, parse_vm
 
 DEFAULT_CONFIG = PolicyConfig()
+RUNNING_STATUSES = frozenset({"Running", "Migrating"})
+ALLOWED = Verdict(allowed=True)
+NO_LEDGER = Ledger()
 
 
 def evaluate(
@@ -23,4 +47,252 @@ def evaluate(
     and what a mutation would have fixed is denied instead. Never raises on any
     input shape.
     """
-    raise NotImplementedError  # implemented in the next commit
+    if review.operation not in (Operation.CREATE, Operation.UPDATE) or not isinstance(
+        review.new, Mapping
+    ):
+        return ALLOWED
+    new = parse_vm(review.new)
+    old = parse_vm(review.old) if review.operation is Operation.UPDATE else None
+    exempt = _exempt(review, config, new)
+    vmi = parse_instance(context.vmi) if isinstance(context.vmi, Mapping) else None
+    running = old is not None and (
+        vmi.active if vmi is not None else old.printable_status in RUNNING_STATUSES
+    )
+    mutate = mode is Mode.MUTATE
+    findings: list[Finding] = []
+    warnings: list[str] = []
+    ops: list[PatchOp] = []
+    spec = new.spec
+    changes = diff(old.spec, spec) if old is not None else NO_CHANGES
+    hot = running and not exempt and old is not None
+
+    if hot and old is not None:
+        spec, changes = _convert(
+            new,
+            old=old,
+            spec=spec,
+            changes=changes,
+            vmi=vmi,
+            config=config,
+            mutate=mutate,
+            ops=ops,
+            warnings=warnings,
+        )
+        if mutate and config.default_model_virtio and changes.plugged:
+            ops.extend(set_model_ops(new, (iface.name for iface in changes.plugged)))
+
+    if config.action(RuleId.KUBEVIRT_SPEC) is not Action.OFF:
+        causes = check_spec(
+            spec, creating=review.operation is Operation.CREATE, kubevirt=context.kubevirt
+        )
+        _collect(findings, config, RuleId.KUBEVIRT_SPEC, causes)
+
+    if not exempt:
+        desired = (
+            _desired_annotations(new, old, spec, changes, vmi) if hot and old is not None else {}
+        )
+        target = _guard_annotations(
+            new,
+            old=old,
+            desired=desired,
+            config=config,
+            mode=mode,
+            findings=findings,
+            warnings=warnings,
+        )
+        if mutate:
+            ops.extend(annotation_ops(new, target))
+
+    if hot and old is not None:
+        situation = Situation(
+            old=old,
+            new=new,
+            spec=spec,
+            changes=changes,
+            vmi=vmi,
+            context=context,
+            config=config,
+            namespace=new.namespace or review.namespace or old.namespace,
+            ledger=parse_ledger(old.annotations.get(LEDGER)) or NO_LEDGER,
+        )
+        for rule, check in RULES:
+            if config.action(rule) is not Action.OFF:
+                _collect(findings, config, rule, check(situation))
+        warnings.extend(_unknowns(situation))
+
+    return _verdict(findings, warnings, ops if mutate else [])
+
+
+def _exempt(review: Review, config: PolicyConfig, new: VirtualMachine) -> bool:
+    exemptions = config.exemptions
+    return (
+        review.user.username in exemptions.usernames
+        or any(group in exemptions.groups for group in review.user.groups)
+        or (new.namespace or review.namespace) in exemptions.namespaces
+    )
+
+
+def _convert(
+    new: VirtualMachine,
+    *,
+    old: VirtualMachine,
+    spec: Spec,
+    changes: Changes,
+    vmi: Instance | None,
+    config: PolicyConfig,
+    mutate: bool,
+    ops: list[PatchOp],
+    warnings: list[str],
+) -> tuple[Spec, Changes]:
+    """Rewrite eligible plain removals into hot unplugs (mutation 1)."""
+    if (
+        not mutate
+        or not changes.removed
+        or config.on_plain_removal is not OnPlainRemoval.CONVERT
+        or config.action(RuleId.PLAIN_REMOVAL) is Action.OFF
+    ):
+        return spec, changes
+    eligible = [
+        removal
+        for removal in changes.removed
+        if removal_eligible(old.spec.network(removal.name), old.spec.interface(removal.name), vmi)
+    ]
+    conversion = convert_removals(new, eligible) if eligible else None
+    if conversion is None:
+        return spec, changes
+    ops.extend(conversion.ops)
+    for name in conversion.names:
+        warnings.append(
+            f"{RuleId.PLAIN_REMOVAL}: '{name}' is hot unplugged (kept with state: absent) instead "
+            "of deleted; KubeVirt removes it when done"
+        )
+    converted = parse_spec(conversion.spec)
+    return converted, diff(old.spec, converted)
+
+
+def _desired_annotations(
+    new: VirtualMachine,
+    old: VirtualMachine,
+    spec: Spec,
+    changes: Changes,
+    vmi: Instance | None,
+) -> dict[str, str]:
+    """The request and ledger annotations a plug or unplug needs (mutations 2 and 3)."""
+    if not changes.hotplug:
+        return {}
+    request = HotplugRequest(
+        id=request_id(new.uid or old.uid, ((i.name, i.absent) for i in spec.interfaces)),
+        plug=tuple(iface.name for iface in changes.plugged),
+        unplug=tuple(iface.name for iface in changes.unplugged),
+    )
+    previous = parse_ledger(old.annotations.get(LEDGER)) or NO_LEDGER
+    run = vmi.uid if vmi is not None and vmi.uid else previous.vmi
+    kept = previous.interfaces if previous.vmi == run else ()
+    present = {iface.name for iface in spec.interfaces if not iface.absent}
+    names = [name for name in kept if name in present]
+    names.extend(name for name in request.plug if name not in names)
+    ledger = Ledger(vmi=run, interfaces=tuple(names))
+    return {REQUEST: render_request(request), LEDGER: render_ledger(ledger)}
+
+
+def _guard_annotations(
+    new: VirtualMachine,
+    *,
+    old: VirtualMachine | None,
+    desired: Mapping[str, str],
+    config: PolicyConfig,
+    mode: Mode,
+    findings: list[Finding],
+    warnings: list[str],
+) -> dict[str, str | None]:
+    """Check the `hotplug-guard.io/` annotations; return the values they must end with.
+
+    A value the user set or changed that is neither the old one nor the one the
+    engine computes is forged (guarded-annotations). Values the engine computes
+    are always written; removed ones are restored.
+    """
+    action = config.action(RuleId.GUARDED_ANNOTATIONS)
+    old_annotations: Mapping[str, Any] = old.annotations if old is not None else {}
+    target: dict[str, str | None] = {}
+    forged: list[Cause] = []
+    for key in guarded_keys(new.annotations, old_annotations, desired):
+        value = new.annotations.get(key)
+        before = old_annotations.get(key)
+        wanted = desired.get(key, before)
+        if value == wanted:
+            continue
+        if value is not None and value != before:
+            if action is Action.OFF and key not in desired:
+                continue
+            forged.append(
+                Cause(
+                    rule=RuleId.GUARDED_ANNOTATIONS,
+                    type=CauseType.FORBIDDEN,
+                    field=paths.annotation(key),
+                    message=f"'{key}' is managed by hotplug-guard and cannot be set by users "
+                    "(a forged value could make the controller migrate the VM); remove your "
+                    "change to it",
+                )
+            )
+        elif mode is Mode.VALIDATE and key in desired:
+            warnings.append(
+                f"{RuleId.GUARDED_ANNOTATIONS}: '{key}' was not set by the mutating webhook; "
+                "the controller will not complete this hot plug"
+            )
+        elif mode is Mode.MUTATE and value is None and key not in desired:
+            warnings.append(f"{RuleId.GUARDED_ANNOTATIONS}: '{key}' is managed, restored")
+        target[key] = wanted if isinstance(wanted, str) or wanted is None else None
+    if action is not Action.OFF:
+        _collect(findings, config, RuleId.GUARDED_ANNOTATIONS, forged)
+    return target
+
+
+def _unknowns(s: Situation) -> Iterable[str]:
+    """Warnings for checks the engine could not make without cluster context."""
+    if s.context.nads is None and s.config.action(RuleId.NAD_EXISTS) is not Action.OFF:
+        for iface in s.changes.plugged:
+            net = s.spec.network(iface.name)
+            if net is not None and net.multus and net.multus_name:
+                yield (
+                    f"{RuleId.NAD_EXISTS}: cannot verify that NetworkAttachmentDefinition "
+                    f"'{net.multus_name}' exists; create it before the hot plug completes"
+                )
+    if s.vmi is None and s.config.action(RuleId.UNPLUG_CANCEL) is not Action.OFF:
+        for iface in s.changes.cancelled:
+            yield (
+                f"{RuleId.UNPLUG_CANCEL}: if the unplug of '{iface.name}' already reached the VMI "
+                "it cannot be cancelled and KubeVirt ignores this change"
+            )
+    if (
+        s.changes.hotplug
+        and s.config.action(RuleId.HOTPLUG_IN_PROGRESS) is not Action.OFF
+        and previous_request_unfinished(s) is None
+    ):
+        yield (
+            f"{RuleId.HOTPLUG_IN_PROGRESS}: cannot tell whether the previous hot plug request "
+            "finished; check the VMI before relying on this one"
+        )
+
+
+def _collect(
+    findings: list[Finding], config: PolicyConfig, rule: RuleId, causes: Iterable[Cause]
+) -> None:
+    action = config.action(rule)
+    findings.extend(Finding(cause=cause, action=action) for cause in causes)
+
+
+def _verdict(findings: list[Finding], warnings: list[str], ops: list[PatchOp]) -> Verdict:
+    findings.sort(key=lambda f: ORDER[f.cause.rule])
+    causes = tuple(f.cause for f in findings if f.action is Action.ENFORCE)
+    for finding in findings:
+        if finding.action is Action.WARN:
+            warnings.append(f"{finding.cause.rule}: {finding.cause.message}")
+    allowed = not causes
+    return Verdict(
+        allowed=allowed,
+        causes=causes,
+        warnings=tuple(dict.fromkeys(warnings)),
+        audit=tuple(f.cause for f in findings if f.action is Action.AUDIT),
+        patch=tuple(ops) if allowed else (),
+        findings=tuple(findings),
+    )

@@ -1,0 +1,132 @@
+"""What an UPDATE does to the VM's interfaces, keyed by interface and network name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from policy.views import Interface, Network, Spec
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Removal:
+    """A non-absent interface, or its network, deleted from the spec."""
+
+    name: str
+    interface: Interface | None  # the old entry, when the interface itself was deleted
+    network: Network | None  # the old entry, when the network was deleted
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Modification:
+    """An existing interface or network whose fields (other than `state`) changed."""
+
+    name: str
+    interface: Interface | None  # the new entry, when the interface changed
+    network: Network | None  # the new entry, when the network changed
+    fields: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Changes:
+    """The interface changes of one update.
+
+    plugged: new name with a state other than absent; unplugged: state became
+    absent; removed: deleted without `state: absent`; cleaned: an absent
+    interface deleted (KubeVirt does this itself); cancelled: absent before, not now.
+    """
+
+    plugged: tuple[Interface, ...] = ()
+    unplugged: tuple[Interface, ...] = ()
+    removed: tuple[Removal, ...] = ()
+    cleaned: tuple[str, ...] = ()
+    cancelled: tuple[Interface, ...] = ()
+    modified: tuple[Modification, ...] = ()
+    declared_pod_network: tuple[Interface, ...] = ()
+
+    @property
+    def hotplug(self) -> bool:
+        """True when the update plugs or unplugs anything."""
+        return bool(self.plugged or self.unplugged)
+
+
+NO_CHANGES = Changes()
+
+
+def diff(old: Spec, new: Spec) -> Changes:
+    """Compare two specs interface by interface and network by network."""
+    old_ifaces = old.interfaces_by_name()
+    new_ifaces = new.interfaces_by_name()
+    old_nets = old.networks_by_name()
+    new_nets = new.networks_by_name()
+    implicit = not old.interfaces_listed and not old.networks_listed
+
+    plugged: list[Interface] = []
+    unplugged: list[Interface] = []
+    cancelled: list[Interface] = []
+    declared: list[Interface] = []
+    modified: list[Modification] = []
+    for name, iface in new_ifaces.items():
+        before = old_ifaces.get(name)
+        if before is None:
+            net = new_nets.get(name)
+            if implicit and net is not None and net.pod:
+                # KubeVirt attached the pod network to the VMI only; writing it into
+                # the template declares it, it does not plug anything.
+                declared.append(iface)
+            elif not iface.absent:
+                plugged.append(iface)
+            continue
+        if iface.absent and not before.absent:
+            unplugged.append(iface)
+        elif before.absent and not iface.absent:
+            cancelled.append(iface)
+        fields = _changed_fields(before, iface)
+        if fields:
+            modified.append(Modification(name=name, interface=iface, network=None, fields=fields))
+    for name, net in new_nets.items():
+        before_net = old_nets.get(name)
+        if before_net is not None and before_net.raw != net.raw:
+            modified.append(
+                Modification(
+                    name=name, interface=None, network=net, fields=_net_fields(before_net, net)
+                )
+            )
+
+    removed: list[Removal] = []
+    cleaned: list[str] = []
+    for name, before in old_ifaces.items():
+        iface_gone = name not in new_ifaces
+        net_gone = name in old_nets and name not in new_nets
+        if not (iface_gone or net_gone):
+            continue
+        if before.absent:
+            cleaned.append(name)
+        else:
+            removed.append(
+                Removal(
+                    name=name,
+                    interface=before if iface_gone else None,
+                    network=old_nets[name] if net_gone else None,
+                )
+            )
+    return Changes(
+        plugged=tuple(plugged),
+        unplugged=tuple(unplugged),
+        removed=tuple(removed),
+        cleaned=tuple(cleaned),
+        cancelled=tuple(cancelled),
+        modified=tuple(modified),
+        declared_pod_network=tuple(declared),
+    )
+
+
+def _changed_fields(before: Interface, after: Interface) -> tuple[str, ...]:
+    if before.raw == after.raw:
+        return ()
+    keys = before.raw.keys() | after.raw.keys()
+    return tuple(sorted(k for k in keys if k != "state" and before.raw.get(k) != after.raw.get(k)))
+
+
+def _net_fields(before: Network, after: Network) -> tuple[str, ...]:
+    keys = before.raw.keys() | after.raw.keys()
+    return tuple(sorted(k for k in keys if before.raw.get(k) != after.raw.get(k)))

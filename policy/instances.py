@@ -1,0 +1,130 @@
+"""Views of the running VirtualMachineInstance and its migrations."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from policy.views import Spec, mapping, parse_spec, text
+
+FINAL_VMI_PHASES = frozenset({"Succeeded", "Failed"})
+FINAL_MIGRATION_PHASES = frozenset({"Succeeded", "Failed"})
+ORDINAL_POD_INTERFACE = re.compile(r"net[0-9]+")
+MIGRATION_VMI_LABEL = "kubevirt.io/vmi-name"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusInterface:
+    """One `status.interfaces[]` entry of a VMI."""
+
+    name: str
+    pod_interface_name: str
+    info_source: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Condition:
+    status: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Instance:
+    """A VirtualMachineInstance as the engine sees it."""
+
+    name: str
+    uid: str
+    phase: str
+    annotations: Mapping[str, Any]
+    spec: Spec
+    status_interfaces: Mapping[str, StatusInterface]
+    conditions: Mapping[str, Condition]
+
+    @property
+    def active(self) -> bool:
+        """Not in a final phase: the VM is running (or starting) in this VMI."""
+        return self.phase not in FINAL_VMI_PHASES
+
+    def legacy_naming(self) -> bool:
+        """True when KubeVirt would refuse to hot unplug from this VMI.
+
+        Mirrors `HasOrdinalSecondaryIfaces`: an ordinal pod interface name
+        (`net1`...) on a secondary network, or secondary networks none of whose
+        status entries carries a pod interface name yet.
+        """
+        secondaries = [net.name for net in self.spec.networks if net.secondary]
+        if not secondaries:
+            return False
+        named = False
+        for name in secondaries:
+            status = self.status_interfaces.get(name)
+            if status is None or not status.pod_interface_name:
+                continue
+            if ORDINAL_POD_INTERFACE.fullmatch(status.pod_interface_name):
+                return True
+            named = True
+        return not named
+
+
+def parse_instance(obj: object) -> Instance:
+    """View of a VMI object of any shape."""
+    raw = mapping(obj)
+    metadata = mapping(raw.get("metadata"))
+    status = mapping(raw.get("status"))
+    interfaces: dict[str, StatusInterface] = {}
+    for item in _list(status.get("interfaces")):
+        entry = mapping(item)
+        name = text(entry.get("name"))
+        sources = frozenset(
+            s.strip() for s in text(entry.get("infoSource")).split(",") if s.strip()
+        )
+        interfaces.setdefault(
+            name,
+            StatusInterface(
+                name=name,
+                pod_interface_name=text(entry.get("podInterfaceName")),
+                info_source=sources,
+            ),
+        )
+    conditions: dict[str, Condition] = {}
+    for item in _list(status.get("conditions")):
+        entry = mapping(item)
+        conditions.setdefault(
+            text(entry.get("type")),
+            Condition(
+                status=text(entry.get("status")),
+                reason=text(entry.get("reason")),
+                message=text(entry.get("message")),
+            ),
+        )
+    return Instance(
+        name=text(metadata.get("name")),
+        uid=text(metadata.get("uid")),
+        phase=text(status.get("phase")),
+        annotations=mapping(metadata.get("annotations")),
+        spec=parse_spec(raw.get("spec"), base="spec"),
+        status_interfaces=interfaces,
+        conditions=conditions,
+    )
+
+
+def unfinished_migrations(migrations: tuple[object, ...], vmi_name: str) -> list[tuple[str, str]]:
+    """(name, phase) of migrations of `vmi_name` that are not Succeeded or Failed."""
+    result = []
+    for item in migrations:
+        entry = mapping(item)
+        metadata = mapping(entry.get("metadata"))
+        target = text(mapping(entry.get("spec")).get("vmiName")) or text(
+            mapping(metadata.get("labels")).get(MIGRATION_VMI_LABEL)
+        )
+        phase = text(mapping(entry.get("status")).get("phase"))
+        if target == vmi_name and phase not in FINAL_MIGRATION_PHASES:
+            result.append((text(metadata.get("name")) or text(metadata.get("generateName")), phase))
+    return result
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []

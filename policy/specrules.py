@@ -1,0 +1,286 @@
+"""KubeVirt's own network admission rules, ported with KubeVirt's messages.
+
+Mirrors `pkg/network/admitter` (validator order, cause types, field paths and
+message texts) so an offline check answers exactly like the cluster would. Only
+the network part of the spec is covered. All rules are stateless: they read the
+new object only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from policy import paths
+from policy.catalogue import RuleId
+from policy.verdicts import Cause, CauseType
+from policy.views import ABSENT, Binding, Spec, mapping
+
+RULE = RuleId.KUBEVIRT_SPEC
+STATES = frozenset({"", ABSENT, "up", "down"})
+MODELS = frozenset({"e1000", "e1000e", "igb", "ne2k_pci", "pcnet", "rtl8139", "virtio"})
+NAME = re.compile(r"[A-Za-z0-9-_]+")
+PCI_ADDRESS = re.compile(r"([0-9a-fA-F]{4}):([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7]{1})")
+HEX_PAIR = re.compile(r"[0-9a-fA-F]{2}")
+HEX_QUAD = re.compile(r"[0-9a-fA-F]{4}")
+RESERVED_MASQUERADE_MAC = "02:00:00:00:00:00"
+DISCONTINUED = {
+    Binding.SLIRP: "Slirp interface support has been discontinued since v1.3",
+    Binding.PASST: "Passt network binding has been discontinued since v1.3",
+    Binding.MACVTAP: "Macvtap network binding has been discontinued since v1.3",
+}
+
+
+def _cause(kind: CauseType, field: str, message: str) -> Cause:
+    return Cause(rule=RULE, type=kind, field=field, message=message)
+
+
+def check_spec(
+    spec: Spec, *, creating: bool, kubevirt: Mapping[str, Any] | None
+) -> Iterator[Cause]:
+    """All causes KubeVirt's VM webhook would give for the network part of `spec`."""
+    for shape in spec.shapes:
+        yield _cause(CauseType.INVALID, shape.field, f"must be {_article(shape.expected)}")
+    yield from _network_sources(spec)
+    yield from _states(spec)
+    yield from _bindings(spec, kubevirt)
+    yield from _unique_networks(spec)
+    yield from _pairing(spec)
+    yield from _formats(spec)
+    if creating:
+        yield from _discontinued(spec)
+
+
+def _network_sources(spec: Spec) -> Iterator[Cause]:
+    pods = sum(1 for net in spec.networks if "pod" in net.sources)
+    if pods > 1:
+        yield _cause(
+            CauseType.DUPLICATE,
+            f"{paths.SPEC}.interfaces",
+            f"more than one interface is connected to a pod network in {paths.SPEC}.interfaces",
+        )
+    defaults = sum(1 for net in spec.networks if "multus" in net.sources and net.multus_default)
+    if defaults > 1:
+        yield _cause(
+            CauseType.INVALID, paths.NETWORKS, "Multus CNI should only have one default network"
+        )
+    if pods and defaults:
+        yield _cause(
+            CauseType.INVALID,
+            paths.NETWORKS,
+            "Pod network cannot be defined when Multus default network is defined",
+        )
+    for net in spec.networks:
+        if not net.sources:
+            yield _cause(CauseType.REQUIRED, paths.network(net.index), "should have a network type")
+        elif len(net.sources) > 1:
+            yield _cause(
+                CauseType.REQUIRED, paths.network(net.index), "should have only one network type"
+            )
+    # KubeVirt returns after the first multus network without a networkName.
+    for net in spec.networks:
+        if "multus" in net.sources and not net.multus_name:
+            yield _cause(
+                CauseType.REQUIRED,
+                paths.network(net.index),
+                "CNI delegating plugin must have a networkName",
+            )
+            break
+
+
+def _states(spec: Spec) -> Iterator[Cause]:
+    default = next((net.name for net in spec.networks if net.default), None)
+    for iface in spec.interfaces:
+        field = paths.interface(iface.index, "state")
+        if iface.state not in STATES:
+            yield _cause(
+                CauseType.INVALID,
+                field,
+                f"logical {iface.name} interface state value is unsupported: {iface.state}",
+            )
+        if iface.state in ("up", "down") and Binding.SRIOV in iface.bindings:
+            yield _cause(
+                CauseType.INVALID,
+                field,
+                f'"{iface.name}" interface\'s state "{iface.state}" is not supported '
+                "for SR-IOV NICs",
+            )
+        if iface.absent and iface.binding is not Binding.BRIDGE:
+            yield _cause(
+                CauseType.INVALID,
+                field,
+                f'"{iface.name}" interface\'s state "absent" is supported only for bridge binding',
+            )
+        if iface.absent and default is not None and iface.name == default:
+            yield _cause(
+                CauseType.INVALID,
+                field,
+                f'"{iface.name}" interface\'s state "absent" is not supported on default networks',
+            )
+
+
+def _bindings(spec: Spec, kubevirt: Mapping[str, Any] | None) -> Iterator[Cause]:
+    networks = spec.networks_by_name()
+    permit_pod_bridge = _permit_bridge_on_pod_network(kubevirt)
+    for iface in spec.interfaces:
+        if len(iface.bindings) != 1:
+            yield _cause(
+                CauseType.INVALID,
+                paths.interface(iface.index),
+                f"logical {iface.name} interface must have exactly one binding method or "
+                "binding plugin",
+            )
+        net = networks.get(iface.name)
+        if Binding.MASQUERADE in iface.bindings:
+            if net is not None and not net.pod:
+                yield _cause(
+                    CauseType.INVALID,
+                    paths.interface(iface.index, "name"),
+                    "Masquerade interface only implemented with pod network",
+                )
+            if iface.mac.lower() == RESERVED_MASQUERADE_MAC:
+                yield _cause(
+                    CauseType.INVALID,
+                    paths.interface(iface.index, "macAddress"),
+                    "The requested MAC address is reserved for the in-pod bridge. "
+                    "Please choose another one.",
+                )
+        if (
+            Binding.BRIDGE in iface.bindings
+            and net is not None
+            and net.pod
+            and not permit_pod_bridge
+        ):
+            yield _cause(
+                CauseType.INVALID,
+                paths.interface(iface.index, "name"),
+                "Bridge on pod network configuration is not enabled under kubevirt-config",
+            )
+        if Binding.PASST_BINDING in iface.bindings and net is not None and not net.pod:
+            yield _cause(
+                CauseType.INVALID,
+                paths.interface(iface.index, "name"),
+                "PasstBinding interface only implemented with pod network",
+            )
+
+
+def _unique_networks(spec: Spec) -> Iterator[Cause]:
+    seen: set[str] = set()
+    for net in spec.networks:
+        if net.name in seen:
+            yield _cause(
+                CauseType.DUPLICATE,
+                paths.network(net.index, "name"),
+                f'Network with name "{net.name}" already exists, every network must have a '
+                "unique name",
+            )
+        seen.add(net.name)
+
+
+def _pairing(spec: Spec) -> Iterator[Cause]:
+    iface_names = {iface.name for iface in spec.interfaces}
+    net_names = {net.name for net in spec.networks}
+    for net in spec.networks:
+        if net.name not in iface_names:
+            field = paths.network(net.index, "name")
+            yield _cause(CauseType.REQUIRED, field, f"{field} '{net.name}' not found.")
+    seen: set[str] = set()
+    for iface in spec.interfaces:
+        field = paths.interface(iface.index, "name")
+        if iface.name in seen:
+            yield _cause(
+                CauseType.DUPLICATE,
+                field,
+                "Only one interface can be connected to one specific network",
+            )
+        seen.add(iface.name)
+        if iface.name not in net_names:
+            yield _cause(CauseType.INVALID, field, f"{field} '{iface.name}' not found.")
+
+
+def _formats(spec: Spec) -> Iterator[Cause]:
+    for iface in spec.interfaces:
+        name_field = paths.interface(iface.index, "name")
+        if not NAME.fullmatch(iface.name):
+            yield _cause(
+                CauseType.INVALID,
+                name_field,
+                "Network interface name can only contain alphabetical characters, numbers, "
+                "dashes (-) or underscores (_)",
+            )
+        if iface.model and iface.model not in MODELS:
+            yield _cause(
+                CauseType.NOT_SUPPORTED,
+                paths.interface(iface.index, "model"),
+                f"interface {name_field} uses model {iface.model} that is not supported.",
+            )
+        if iface.mac:
+            size = mac_length(iface.mac)
+            if size is None:
+                yield _cause(
+                    CauseType.INVALID,
+                    paths.interface(iface.index, "macAddress"),
+                    f"interface {name_field} has malformed MAC address ({iface.mac}).",
+                )
+            elif size > 6:
+                yield _cause(
+                    CauseType.INVALID,
+                    paths.interface(iface.index, "macAddress"),
+                    f"interface {name_field} has too long MAC address ({iface.mac}).",
+                )
+        if iface.pci_address and not PCI_ADDRESS.fullmatch(iface.pci_address):
+            yield _cause(
+                CauseType.INVALID,
+                paths.interface(iface.index, "pciAddress"),
+                f"interface {name_field} has malformed PCI address ({iface.pci_address}).",
+            )
+
+
+def _discontinued(spec: Spec) -> Iterator[Cause]:
+    for iface in spec.interfaces:
+        for binding in iface.bindings:
+            message = DISCONTINUED.get(binding)
+            if message is not None:
+                yield _cause(
+                    CauseType.INVALID, paths.interface(iface.index, binding.value), message
+                )
+
+
+def mac_length(mac: str) -> int | None:
+    """Bytes in `mac` as Go's `net.ParseMAC` reads it, or None when it does not parse.
+
+    Accepts the colon, dash and dotted forms of 6, 8 and 20 bytes, like Go does;
+    KubeVirt then rejects anything longer than 6 bytes as "too long".
+    """
+    if len(mac) < 14:
+        return None
+    if mac[2] in ":-":
+        if (len(mac) + 1) % 3:
+            return None
+        size = (len(mac) + 1) // 3
+        separator = mac[2]
+        groups = mac.split(separator)
+        if len(groups) != size or not all(HEX_PAIR.fullmatch(g) for g in groups):
+            return None
+    elif mac[4] == ".":
+        if (len(mac) + 1) % 5:
+            return None
+        size = 2 * (len(mac) + 1) // 5
+        groups = mac.split(".")
+        if len(groups) != size // 2 or not all(HEX_QUAD.fullmatch(g) for g in groups):
+            return None
+    else:
+        return None
+    return size if size in (6, 8, 20) else None
+
+
+def _permit_bridge_on_pod_network(kubevirt: Mapping[str, Any] | None) -> bool:
+    network = mapping(
+        mapping(mapping(mapping(kubevirt).get("spec")).get("configuration")).get("network")
+    )
+    return network.get("permitBridgeInterfaceOnPodNetwork") is not False
+
+
+def _article(noun: str) -> str:
+    return f"an {noun}" if noun[0] in "aeiou" else f"a {noun}"
