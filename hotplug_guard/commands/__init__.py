@@ -1,0 +1,1 @@
+"""Sub-commands of `hotplug-guard`; each module exposes `register(subparsers)`."""

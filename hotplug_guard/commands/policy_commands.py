@@ -1,0 +1,119 @@
+"""`check`, `test`, `config` and `rules`: the policy engine without a cluster."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+from hotplug_guard.cases import case_files, load_case, run_case
+from hotplug_guard.checking import CheckResult, PatchFailed, check
+from hotplug_guard.errors import UsageError
+from hotplug_guard.files import default_config_text, load_policy_config
+from hotplug_guard.inputs import build_review, load_context, load_object
+from policy import CATALOGUE, Context
+
+EXIT_ALLOWED = 0
+EXIT_DENIED = 1
+
+
+def register(subparsers: Any) -> None:
+    """Add the policy sub-commands to the top-level parser."""
+    check_parser = subparsers.add_parser(
+        "check",
+        help="judge a VirtualMachine change offline (mutate, then validate)",
+        description="Judge a VirtualMachine change like the webhook would: run the mutation, "
+        "apply its patch, then validate the result. Exit 0 allowed, 1 denied, 2 bad input.",
+    )
+    check_parser.add_argument("--new", required=True, type=Path, metavar="NEW.yaml")
+    check_parser.add_argument("--old", type=Path, metavar="OLD.yaml", help="omit for a CREATE")
+    check_parser.add_argument("--context", type=Path, metavar="CTX.yaml")
+    check_parser.add_argument("--config", type=Path, metavar="CFG.yaml")
+    check_parser.add_argument("--user", default="", metavar="NAME")
+    check_parser.add_argument("--group", action="append", default=[], metavar="G")
+    check_parser.add_argument("--dry-run", action="store_true")
+    check_parser.add_argument("--output", choices=("text", "json"), default="text")
+    check_parser.set_defaults(handler=run_check)
+
+    test_parser = subparsers.add_parser(
+        "test",
+        help="run policy case files",
+        description="Run every *.yaml case file in DIR; exit 1 if any fails.",
+    )
+    test_parser.add_argument("directory", type=Path, metavar="DIR")
+    test_parser.set_defaults(handler=run_test)
+
+    config_parser = subparsers.add_parser("config", help="print the default policy config")
+    config_parser.set_defaults(handler=run_config)
+
+    rules_parser = subparsers.add_parser("rules", help="list the rules and their defaults")
+    rules_parser.set_defaults(handler=run_rules)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    config = load_policy_config(args.config)
+    new = load_object(args.new)
+    old = load_object(args.old) if args.old is not None else None
+    context = load_context(args.context) if args.context is not None else Context()
+    review = build_review(
+        new=new, old=old, username=args.user, groups=tuple(args.group), dry_run=args.dry_run
+    )
+    try:
+        result = check(review, context, config)
+    except PatchFailed as error:
+        raise UsageError(f"internal error, please report it: {error}") from None
+    if args.output == "json":
+        print(json.dumps(result.render(), indent=2))
+    else:
+        print(render_text(result))
+    return EXIT_ALLOWED if result.allowed else EXIT_DENIED
+
+
+def render_text(result: CheckResult) -> str:
+    """The human-readable report of `check`."""
+    lines = ["ALLOWED" if result.allowed else "DENIED"]
+    lines += [f"  deny  {c.rule}: {c.field}: {c.message}" for c in result.causes]
+    lines += [f"  warn  {w}" for w in result.warnings]
+    lines += [f"  audit {c.rule}: {c.field}: {c.message}" for c in result.audit]
+    if result.patch:
+        lines.append("  patch:")
+        lines += [f"    {json.dumps(op, sort_keys=True)}" for op in result.patch]
+    return "\n".join(lines)
+
+
+def run_test(args: argparse.Namespace) -> int:
+    passed = failed = 0
+    for path in case_files(args.directory):
+        try:
+            outcome = run_case(load_case(path))
+        except UsageError as error:
+            print(f"ERROR {path.stem}: {error}")
+            failed += 1
+            continue
+        if outcome.passed:
+            print(f"PASS  {outcome.name}")
+            passed += 1
+        else:
+            print(f"FAIL  {outcome.name}")
+            for failure in outcome.failures:
+                print(f"      {failure}")
+            failed += 1
+    if passed + failed == 0:
+        raise UsageError(f"{args.directory}: no case files (*.yaml) found")
+    print(f"{passed} passed, {failed} failed")
+    return EXIT_DENIED if failed else EXIT_ALLOWED
+
+
+def run_config(_: argparse.Namespace) -> int:
+    sys.stdout.write(default_config_text())
+    return EXIT_ALLOWED
+
+
+def run_rules(_: argparse.Namespace) -> int:
+    width = max(len(info.id) for info in CATALOGUE)
+    for info in CATALOGUE:
+        print(f"{info.id:<{width}}  {info.default:<7}  {info.summary}")
+    return EXIT_ALLOWED

@@ -1,0 +1,143 @@
+"""Turning user files (objects, contexts, case files) into engine inputs.
+
+Objects may be given inline or as references `{fixture: PATH, change: [RFC 6902
+ops]}` resolved relative to the file that mentions them, so case files can
+build on shared fixtures without copying them.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonpatch
+
+from hotplug_guard.errors import UsageError
+from hotplug_guard.files import line_of, load_yaml, read_text
+from policy import Context, Operation, Review, UserInfo
+
+REFERENCE_KEYS = frozenset({"fixture", "change"})
+DEFAULT_NAMESPACE = "default"  # as kubectl assumes for objects without one
+
+
+class Source:
+    """A YAML file being read: its path, text and data, for errors with line numbers."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.text = read_text(path)
+        self.data: Any = load_yaml(path, text=self.text)
+
+    def error(self, keys: tuple[str | int, ...], message: str) -> UsageError:
+        line = line_of(self.text, keys)
+        where = f"{self.path}:{line}" if line is not None else str(self.path)
+        dotted = ".".join(str(k) for k in keys)
+        return UsageError(f"{where}: {dotted + ': ' if dotted else ''}{message}")
+
+    def object(self, value: Any, keys: tuple[str | int, ...]) -> dict[str, Any]:
+        """A Kubernetes object given inline or as a fixture reference."""
+        if isinstance(value, Mapping) and value and set(value) <= REFERENCE_KEYS:
+            return self._reference(value, keys)
+        if not isinstance(value, Mapping):
+            raise self.error(keys, "must be a Kubernetes object (a mapping)")
+        return dict(value)
+
+    def _reference(self, ref: Mapping[str, Any], keys: tuple[str | int, ...]) -> dict[str, Any]:
+        base: dict[str, Any] = {}
+        if "fixture" in ref:
+            if not isinstance(ref["fixture"], str):
+                raise self.error((*keys, "fixture"), "must be a file path")
+            fixture = Source(self.path.parent / ref["fixture"])
+            if not isinstance(fixture.data, Mapping):
+                raise UsageError(f"{fixture.path}: must hold one Kubernetes object")
+            base = dict(fixture.data)
+        if "change" in ref:
+            return self.changed(base, ref["change"], (*keys, "change"))
+        return base
+
+    def changed(self, obj: Any, ops: Any, keys: tuple[str | int, ...]) -> dict[str, Any]:
+        """`obj` with the RFC 6902 `ops` applied (the input stays untouched)."""
+        if not isinstance(ops, list):
+            raise self.error(keys, "must be a list of RFC 6902 operations")
+        try:
+            result = jsonpatch.apply_patch(copy.deepcopy(obj), ops)
+        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as error:
+            raise self.error(keys, f"does not apply: {error}") from None
+        except (TypeError, KeyError, AttributeError) as error:
+            raise self.error(keys, f"is not a valid RFC 6902 patch: {error}") from None
+        if not isinstance(result, dict):
+            raise self.error(keys, "must leave a Kubernetes object (a mapping)")
+        return result
+
+    def context(self, value: Any, keys: tuple[str | int, ...]) -> Context:
+        """The cluster context: vmi, networkAttachmentDefinitions, kubevirt, migrations."""
+        if value is None:
+            return Context()
+        if not isinstance(value, Mapping):
+            raise self.error(keys, "must be a mapping")
+        known = {"vmi", "networkAttachmentDefinitions", "kubevirt", "migrations"}
+        for key in value:
+            if key not in known:
+                raise self.error(
+                    (*keys, key), f"unknown key; known keys: {', '.join(sorted(known))}"
+                )
+        nads: frozenset[str] | None = None
+        if value.get("networkAttachmentDefinitions") is not None:
+            entries = value["networkAttachmentDefinitions"]
+            nad_keys = (*keys, "networkAttachmentDefinitions")
+            if not isinstance(entries, list):
+                raise self.error(nad_keys, "must be a list of 'namespace/name'")
+            for index, entry in enumerate(entries):
+                if not isinstance(entry, str) or entry.count("/") != 1 or "" in entry.split("/"):
+                    raise self.error((*nad_keys, index), "must be 'namespace/name'")
+            nads = frozenset(entries)
+        migrations = value.get("migrations") or []
+        if not isinstance(migrations, list):
+            raise self.error((*keys, "migrations"), "must be a list of migration objects")
+        return Context(
+            vmi=self.object(value["vmi"], (*keys, "vmi")) if value.get("vmi") is not None else None,
+            nads=nads,
+            kubevirt=(
+                self.object(value["kubevirt"], (*keys, "kubevirt"))
+                if value.get("kubevirt") is not None
+                else None
+            ),
+            migrations=tuple(
+                self.object(m, (*keys, "migrations", i)) for i, m in enumerate(migrations)
+            ),
+        )
+
+
+def load_object(path: Path) -> dict[str, Any]:
+    """The Kubernetes object in a YAML file."""
+    source = Source(path)
+    return source.object(source.data, ())
+
+
+def load_context(path: Path) -> Context:
+    """The cluster context in a YAML file (see `Source.context`)."""
+    source = Source(path)
+    return source.context(source.data, ())
+
+
+def build_review(
+    *,
+    new: dict[str, Any],
+    old: dict[str, Any] | None,
+    username: str = "",
+    groups: tuple[str, ...] = (),
+    dry_run: bool = False,
+) -> Review:
+    """A review of `new` (CREATE without `old`, UPDATE with it) by the given user."""
+    metadata = new.get("metadata")
+    namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
+    return Review(
+        operation=Operation.UPDATE if old is not None else Operation.CREATE,
+        new=new,
+        old=old,
+        user=UserInfo(username=username, groups=groups),
+        dry_run=dry_run,
+        namespace=namespace if isinstance(namespace, str) and namespace else DEFAULT_NAMESPACE,
+    )
