@@ -1,0 +1,124 @@
+"""The decision for one parsed request: route it, gather context, ask the engine.
+
+Kept apart from HTTP so it can be called directly; the engine and the context
+source are injected, which is how tests replace them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import jsonpatch
+
+from policy import Context, Mode, Operation, PolicyConfig, Review, Verdict
+from policy.config import ContextUnavailable
+from webhook.context import ContextSource, ContextState
+from webhook.reviews import AdmissionRequest, Answer, Disposition, Refusal
+
+CONTEXT_WARNING = (
+    "cluster context is not available yet (caches syncing); checks that need it were skipped"
+)
+CONTEXT_REFUSAL = Refusal(
+    code=503,
+    reason="ServiceUnavailable",
+    message="context-unavailable: the webhook's cluster caches are not synced yet, so interface "
+    "changes cannot be checked; retry in a few seconds (policy contextUnavailable: deny)",
+)
+CONTEXT_AUDIT_KEY = "context"
+
+
+class Evaluator(Protocol):
+    """The engine's entry point, `policy.evaluate`."""
+
+    def __call__(
+        self, review: Review, context: Context, config: PolicyConfig, *, mode: Mode
+    ) -> Verdict: ...
+
+
+class PatchSelfCheckError(Exception):
+    """The engine produced a patch that does not apply to the object it was made for."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Admission:
+    """Answers parsed requests with the injected engine, config and context source."""
+
+    evaluate: Evaluator
+    config: PolicyConfig
+    context: ContextSource
+
+    def answer(self, request: AdmissionRequest, *, mode: Mode, deadline: float) -> Answer:
+        """The answer to `request`; `deadline` (monotonic) bounds waiting for cluster context.
+
+        Misrouted requests (not a VirtualMachine) and DELETE/CONNECT pass untouched so
+        that a too-wide webhook registration never breaks the cluster.
+        """
+        if not request.is_virtual_machine:
+            return Answer(disposition=Disposition.MISROUTED)
+        if request.operation in (Operation.DELETE, Operation.CONNECT):
+            return Answer(disposition=Disposition.UNTOUCHED)
+        lookup = self.context.lookup(request.namespace, _name(request), deadline=deadline)
+        warnings: tuple[str, ...] = ()
+        audit: dict[str, str] = {}
+        if lookup.state is ContextState.UNSYNCED:
+            if self.config.context_unavailable is ContextUnavailable.DENY and _guarded(
+                request, self.config
+            ):
+                return Answer(disposition=Disposition.REFUSED, refusal=CONTEXT_REFUSAL)
+            warnings = (CONTEXT_WARNING,)
+            audit = {CONTEXT_AUDIT_KEY: "unavailable"}
+        verdict = self.evaluate(request.review(), lookup.context, self.config, mode=mode)
+        if mode is Mode.MUTATE and verdict.allowed and verdict.patch:
+            _check_patch(request.object, verdict)
+        return Answer(
+            disposition=Disposition.EVALUATED, verdict=verdict, warnings=warnings, audit=audit
+        )
+
+
+def _name(request: AdmissionRequest) -> str:
+    if request.name:
+        return request.name
+    metadata = (request.object or {}).get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    return name if isinstance(name, str) else ""
+
+
+def _guarded(request: AdmissionRequest, config: PolicyConfig) -> bool:
+    """True for the requests `contextUnavailable: deny` refuses: non-exempt UPDATEs that
+    change the VM's interfaces or networks. Everything else still gets evaluated.
+    """
+    if request.operation is not Operation.UPDATE:
+        return False
+    exemptions = config.exemptions
+    if (
+        request.user.username in exemptions.usernames
+        or exemptions.groups.intersection(request.user.groups)
+        or request.namespace in exemptions.namespaces
+    ):
+        return False
+    return _network_spec(request.object) != _network_spec(request.old_object)
+
+
+def _network_spec(vm: Mapping[str, Any] | None) -> tuple[object, object]:
+    template = _dig(vm, "spec", "template", "spec")
+    return _dig(template, "domain", "devices", "interfaces"), _dig(template, "networks")
+
+
+def _dig(data: object, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
+def _check_patch(obj: Mapping[str, Any] | None, verdict: Verdict) -> None:
+    """Apply the patch locally: one that fails here would fail in kube-apiserver as an
+    internal error, even with failurePolicy Ignore, so it must never leave the webhook.
+    """
+    try:
+        jsonpatch.apply_patch(obj, verdict.render_patch())
+    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as error:
+        raise PatchSelfCheckError(f"engine patch does not apply: {error}") from error

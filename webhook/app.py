@@ -1,0 +1,195 @@
+"""The WSGI app: /mutate, /validate, /healthz, /readyz, /metrics.
+
+Each review is: read a bounded body, parse, decide (`Admission.answer`),
+render (`render_review`), then one log line and the metrics. Nothing a client
+sends can make a handler raise out of Flask: bad input is a 400/413, anything
+unexpected is an AdmissionReview with code 500.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+
+from flask import Flask, Request, Response, request
+
+from policy import Mode
+from webhook.admission import Admission
+from webhook.logs import REVIEW_LOGGER
+from webhook.metrics import CONTENT_TYPE, Metrics
+from webhook.reviews import (
+    INTERNAL_ERROR,
+    PRODUCT,
+    AdmissionRequest,
+    AdmissionReviewWire,
+    Answer,
+    Disposition,
+    RequestError,
+    parse_envelope,
+    parse_request,
+    render_review,
+)
+
+MAX_BODY_BYTES = 7 * 1024 * 1024
+"""Larger bodies get HTTP 413; kube-apiserver's own request limit keeps reviews far below."""
+DEFAULT_TIMEOUT_SECONDS = 10.0
+"""kube-apiserver's default `timeoutSeconds`, used when the request has no `?timeout=`."""
+TIMEOUT_MARGIN_SECONDS = 0.5
+"""Time kept back from the apiserver's budget for evaluating, rendering and the network."""
+CONTEXT_WAIT_SECONDS = 2.0
+"""Longest a review waits for caches still syncing before it goes on with unknown context."""
+
+LOG = logging.getLogger(REVIEW_LOGGER)
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(h|ms|us|µs|ns|m|s)")
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+
+
+def create_app(*, admission: Admission, metrics: Metrics) -> Flask:
+    """The webhook's WSGI app around an `Admission` (engine, config, context source)."""
+    app = Flask("hotplug_guard.webhook")
+
+    def review(endpoint: str, mode: Mode) -> Response:
+        started = time.monotonic()
+        try:
+            envelope, raw = parse_envelope(_read_body(request))
+            parsed = parse_request(envelope, raw)
+        except RequestError as error:
+            metrics.invalid.labels(endpoint, str(error.status)).inc()
+            LOG.info(
+                "request refused",
+                extra={"endpoint": endpoint, "status": error.status, "reason": error.message},
+            )
+            response = Response(
+                f"{PRODUCT}: {error.message}\n", error.status, mimetype="text/plain"
+            )
+            if error.status == 413:
+                # do not let the server drain an oversized body to keep the connection
+                response.headers["Connection"] = "close"
+            return response
+        deadline = started + _context_budget(request.args.get("timeout"))
+        try:
+            answer = admission.answer(parsed, mode=mode, deadline=deadline)
+            document = render_review(envelope, answer, mode=mode)
+        except Exception:
+            LOG.exception("review failed", extra={"uid": envelope.uid, "endpoint": endpoint})
+            metrics.failures.labels(endpoint).inc()
+            answer = Answer(disposition=Disposition.FAILED, refusal=INTERNAL_ERROR)
+            document = render_review(envelope, answer, mode=mode)
+        try:
+            _record(
+                endpoint,
+                parsed,
+                answer,
+                document,
+                duration=time.monotonic() - started,
+                metrics=metrics,
+            )
+        except Exception:  # bookkeeping must never cost the apiserver its answer
+            LOG.exception("recording the review failed", extra={"uid": envelope.uid})
+        return Response(json.dumps(document, separators=(",", ":")), mimetype="application/json")
+
+    @app.post("/mutate")
+    def mutate() -> Response:
+        return review("mutate", Mode.MUTATE)
+
+    @app.post("/validate")
+    def validate() -> Response:
+        return review("validate", Mode.VALIDATE)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return Response("ok\n", mimetype="text/plain")
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        if admission.context.ready():
+            return Response("ready\n", mimetype="text/plain")
+        return Response("cluster caches are not synced yet\n", 503, mimetype="text/plain")
+
+    @app.get("/metrics")
+    def metrics_endpoint() -> Response:
+        return Response(metrics.exposition(), content_type=CONTENT_TYPE)
+
+    return app
+
+
+def _read_body(http: Request) -> bytes:
+    """The request body, refused early by Content-Length and bounded while read."""
+    if http.mimetype != "application/json":
+        raise RequestError(
+            400, f"Content-Type must be application/json, got {http.mimetype or 'none'!r}"
+        )
+    if http.content_length is not None and http.content_length > MAX_BODY_BYTES:
+        raise RequestError(413, f"body of {http.content_length} bytes exceeds {MAX_BODY_BYTES}")
+    body = http.stream.read(MAX_BODY_BYTES + 1)
+    if len(body) > MAX_BODY_BYTES:
+        raise RequestError(413, f"body exceeds {MAX_BODY_BYTES} bytes")
+    return body
+
+
+def _context_budget(timeout: str | None) -> float:
+    """Seconds a review may wait for cluster context, from the apiserver's `?timeout=`."""
+    seconds = parse_duration(timeout) if timeout else None
+    total = DEFAULT_TIMEOUT_SECONDS if seconds is None else seconds
+    return max(0.0, min(CONTEXT_WAIT_SECONDS, total - TIMEOUT_MARGIN_SECONDS))
+
+
+def parse_duration(text: str) -> float | None:
+    """A Go duration such as `10s` or `1m30s` in seconds; None if it is not one."""
+    position, seconds = 0, 0.0
+    for match in _DURATION.finditer(text):
+        if match.start() != position:
+            return None
+        seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        position = match.end()
+    if position != len(text) or not text:
+        return None
+    return seconds
+
+
+def _record(
+    endpoint: str,
+    parsed: AdmissionRequest,
+    answer: Answer,
+    document: AdmissionReviewWire,
+    *,
+    duration: float,
+    metrics: Metrics,
+) -> None:
+    """The review's log line and metrics."""
+    response = document["response"]
+    allowed = response["allowed"]
+    patched = "patch" in response
+    metrics.requests.labels(
+        endpoint, parsed.operation.value, _flag(allowed), _flag(parsed.dry_run)
+    ).inc()
+    metrics.duration.labels(endpoint).observe(duration)
+    if answer.disposition is Disposition.MISROUTED:
+        metrics.misrouted.labels(endpoint).inc()
+    result = "denied" if not allowed else "mutated" if patched else "allowed"
+    for finding in answer.verdict.findings:
+        metrics.rule_results.labels(finding.cause.rule, finding.action.value, result).inc()
+    LOG.info(
+        "review",
+        extra={
+            "uid": response["uid"],
+            "endpoint": endpoint,
+            "vm": f"{parsed.namespace}/{parsed.name}",
+            "operation": parsed.operation.value,
+            "user": parsed.user.username,
+            "dry_run": parsed.dry_run,
+            "disposition": answer.disposition.value,
+            "allowed": allowed,
+            "code": response["status"]["code"] if "status" in response else 200,
+            "rules": sorted({finding.cause.rule for finding in answer.verdict.findings}),
+            "patched": patched,
+            "warnings": len(response.get("warnings", ())),
+            "duration_ms": round(duration * 1000, 3),
+        },
+    )
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"

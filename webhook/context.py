@@ -1,0 +1,57 @@
+"""Where the cluster context for a review comes from: a capability the app is given.
+
+Two sources exist: `OfflineContext` (no cluster; everything unknown, the
+engine reads running-ness from the VM's status) and the list+watch caches in
+`webhook.caches`. Tests inject their own.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Protocol
+
+from policy import Context
+
+
+class ContextState(enum.StrEnum):
+    """How much the webhook knows about the cluster."""
+
+    OFFLINE = "offline"
+    """No cluster configured: context is unknown by choice, not by failure."""
+    SYNCED = "synced"
+    """Every cache holds a complete list."""
+    UNSYNCED = "unsynced"
+    """A cache has not finished its first list (in time for this request)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContextLookup:
+    """The context for one VM and whether it can be trusted to be complete."""
+
+    context: Context
+    state: ContextState
+
+
+class ContextSource(Protocol):
+    """Answers "what does the cluster say about VM `namespace/name`" without an API call."""
+
+    def ready(self) -> bool:
+        """True when lookups return complete context (or offline, where none is expected)."""
+        ...
+
+    def lookup(self, namespace: str, name: str, *, deadline: float) -> ContextLookup:
+        """The context of the VM; waits for unsynced caches until `deadline` (monotonic) at most."""
+        ...
+
+
+class OfflineContext:
+    """No cluster: every lookup is the unknown context."""
+
+    _LOOKUP = ContextLookup(context=Context(), state=ContextState.OFFLINE)
+
+    def ready(self) -> bool:
+        return True
+
+    def lookup(self, namespace: str, name: str, *, deadline: float) -> ContextLookup:
+        return self._LOOKUP

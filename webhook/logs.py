@@ -1,0 +1,45 @@
+"""Structured logs: one JSON object per line, one line per review.
+
+Review lines carry identifiers and outcomes only, never the objects (they can
+hold secrets in cloud-init user data) and never key material.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+REVIEW_LOGGER = "hotplug_guard.webhook.reviews"
+_RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """Render a record as one JSON line; `extra=` fields become top-level keys."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _RESERVED and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str, separators=(",", ":"))
+
+
+def configure(level: int = logging.INFO) -> None:
+    """Send the `hotplug_guard` loggers to stderr as JSON lines (the serving process's setup)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("hotplug_guard")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level)
+    logger.propagate = False

@@ -1,0 +1,126 @@
+"""Prometheus metrics of the webhook, correct under several gunicorn worker processes.
+
+In multiprocess mode every worker writes its samples to files in
+`PROMETHEUS_MULTIPROC_DIR` and `/metrics` aggregates them, whichever worker
+answers the scrape. Metrics are created per worker (after the fork), each in its
+own registry, so tests can build as many apps as they like.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    values,
+)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+DURATION_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+
+
+def enable_multiprocess(directory: Path) -> None:
+    """Make metrics created from now on in this process and its children file-backed.
+
+    prometheus_client picks its value class when it is first imported, from the
+    environment; the CLI may have imported it before the directory existed, so the
+    choice is made again here. Must run before any metric is created.
+    """
+    os.environ[MULTIPROC_ENV] = str(directory)
+    values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+
+
+def multiprocess_directory() -> Path | None:
+    """The directory of multiprocess mode, or None in a single process."""
+    path = os.environ.get(MULTIPROC_ENV)
+    return Path(path) if path else None
+
+
+def forget_process(pid: int) -> None:
+    """Drop the live gauges of a worker that exited (gunicorn `child_exit` hook)."""
+    directory = multiprocess_directory()
+    if directory is not None:
+        multiprocess.mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
+
+
+class Metrics:
+    """The webhook's metrics, registered in a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "hotplug_guard_admission_requests",
+            "AdmissionReviews answered, by endpoint, operation, outcome and dry run.",
+            ("endpoint", "operation", "allowed", "dry_run"),
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "hotplug_guard_admission_duration_seconds",
+            "Time from receiving an AdmissionReview to having its response, by endpoint.",
+            ("endpoint",),
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.rule_results = Counter(
+            "hotplug_guard_rule_results",
+            "Rule findings, by rule, configured action and what they did to the request.",
+            ("rule", "action", "result"),
+            registry=self.registry,
+        )
+        self.misrouted = Counter(
+            "hotplug_guard_admission_misrouted_requests",
+            "Requests for something other than a kubevirt.io VirtualMachine, allowed untouched; "
+            "a sign the webhook registration matches too much.",
+            ("endpoint",),
+            registry=self.registry,
+        )
+        self.invalid = Counter(
+            "hotplug_guard_admission_invalid_requests",
+            "HTTP requests refused before review (400 malformed, 413 too large).",
+            ("endpoint", "code"),
+            registry=self.registry,
+        )
+        self.failures = Counter(
+            "hotplug_guard_admission_internal_errors",
+            "Reviews answered with an internal error (code 500) after an unexpected exception.",
+            ("endpoint",),
+            registry=self.registry,
+        )
+        self.context_ready = Gauge(
+            "hotplug_guard_context_ready",
+            "1 when every cluster cache of every worker is synced, 0 while syncing or offline.",
+            registry=self.registry,
+            multiprocess_mode="livemin",
+        )
+
+    def exposition(self) -> bytes:
+        """The text format of all metrics, aggregated over workers in multiprocess mode."""
+        directory = multiprocess_directory()
+        if directory is None:
+            return bytes(generate_latest(self.registry))
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=str(directory))  # type: ignore[no-untyped-call]
+        return bytes(generate_latest(registry))
