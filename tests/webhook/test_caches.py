@@ -1,0 +1,176 @@
+"""The list+watch caches with the real kubernetes client against the fake API server."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.harness.fake_apiserver import FakeApiServer
+from tests.webhook.objects import NAMESPACE, fixture
+from webhook.caches import ClusterContext
+from webhook.context import ContextState
+
+Object = dict[str, Any]
+KUBEVIRT: Object = {
+    "apiVersion": "kubevirt.io/v1",
+    "kind": "KubeVirt",
+    "metadata": {"name": "kubevirt", "namespace": "kubevirt"},
+    "spec": {"workloadUpdateStrategy": {"workloadUpdateMethods": ["LiveMigrate"]}},
+}
+
+
+def eventually(condition: Callable[[], object], *, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def in_namespace(obj: Object, namespace: str = NAMESPACE) -> Object:
+    result = copy.deepcopy(obj)
+    result["metadata"]["namespace"] = namespace
+    return result
+
+
+def migration(name: str, *, vmi: str | None = None, label: str | None = None) -> Object:
+    obj: Object = {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachineInstanceMigration",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {"vmiName": vmi} if vmi else {},
+    }
+    if label:
+        obj["metadata"]["labels"] = {"kubevirt.io/vmi-name": label}
+    return obj
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeApiServer]:
+    with FakeApiServer(bookmark_interval=0.2) as server:
+        server.put(fixture("vmi-status-hotplug-pending"))
+        server.put(in_namespace(fixture("nad-new-fancy-net")))
+        server.put(KUBEVIRT)
+        server.put(in_namespace(fixture("vmim-manual-migration")))
+        server.put(migration("by-label", label="vm-fedora"))
+        server.put(migration("other-vm", vmi="vm-other"))
+        yield server
+
+
+def start(fake: FakeApiServer, **options: Any) -> ClusterContext:
+    return ClusterContext(fake.api_client().configuration, **options).start()
+
+
+@pytest.fixture
+def cluster(fake: FakeApiServer) -> Iterator[ClusterContext]:
+    context = start(fake)
+    try:
+        eventually(context.ready)
+        yield context
+    finally:
+        context.stop()
+
+
+def lookup(cluster: ClusterContext, name: str = "vm-fedora", *, wait: float = 1.0) -> Any:
+    return cluster.lookup(NAMESPACE, name, deadline=time.monotonic() + wait)
+
+
+def test_a_synced_cache_builds_the_vm_context_from_vmi_nads_kubevirt_and_migrations(
+    cluster: ClusterContext,
+) -> None:
+    found = lookup(cluster)
+    assert found.state is ContextState.SYNCED
+    assert found.context.vmi is not None
+    assert found.context.vmi["metadata"]["name"] == "vm-fedora"
+    assert found.context.nads == frozenset({"default/new-fancy-net"})
+    assert found.context.kubevirt is not None
+    assert found.context.kubevirt["metadata"]["name"] == "kubevirt"
+    assert sorted(m["metadata"]["name"] for m in found.context.migrations) == [
+        "by-label",
+        "migration-job",
+    ]
+
+
+def test_a_vm_without_a_vmi_gets_no_vmi_and_no_migrations(cluster: ClusterContext) -> None:
+    found = lookup(cluster, "vm-stopped")
+    assert found.context.vmi is None
+    assert found.context.migrations == ()
+    assert found.context.nads == frozenset({"default/new-fancy-net"})
+
+
+def test_lookups_make_no_api_call_once_synced(fake: FakeApiServer, cluster: ClusterContext) -> None:
+    fake.clear_requests()
+    for _ in range(200):
+        lookup(cluster)
+    time.sleep(0.3)
+    assert [r for r in fake.requests if r.verb != "watch"] == []
+
+
+def test_watch_events_keep_the_cache_current(fake: FakeApiServer, cluster: ClusterContext) -> None:
+    extra = in_namespace(fixture("nad-new-fancy-net"))
+    extra["metadata"]["name"] = "second-net"
+    fake.put(extra)
+    eventually(lambda: "default/second-net" in (lookup(cluster).context.nads or ()))
+    fake.delete("kubevirt.io/v1", "VirtualMachineInstance", NAMESPACE, "vm-fedora")
+    eventually(lambda: lookup(cluster).context.vmi is None)
+    fake.delete("kubevirt.io/v1", "VirtualMachineInstanceMigration", NAMESPACE, "by-label")
+    eventually(lambda: len(lookup(cluster).context.migrations) == 1)
+
+
+def test_an_expired_watch_relists_and_keeps_serving(fake: FakeApiServer) -> None:
+    context = start(fake, watch_seconds=1)
+    try:
+        eventually(context.ready)
+        fake.inject(verb="watch", resource="network-attachment-definitions", status=410)
+        added = in_namespace(fixture("nad-new-fancy-net"))
+        added["metadata"]["name"] = "after-relist"
+        fake.put(added)
+        eventually(lambda: "default/after-relist" in (lookup(context).context.nads or ()))
+        eventually(
+            lambda: (
+                len(
+                    [
+                        r
+                        for r in fake.requests
+                        if r.verb == "list" and r.resource == "network-attachment-definitions"
+                    ]
+                )
+                >= 2
+            )
+        )
+        assert context.ready()
+    finally:
+        context.stop()
+
+
+def test_failed_lists_are_retried_until_the_cache_syncs(fake: FakeApiServer) -> None:
+    fake.inject(verb="list", resource="kubevirts", status=500, times=2)
+    changes: list[bool] = []
+    context = start(fake, on_ready_change=changes.append)
+    try:
+        eventually(context.ready)
+        assert lookup(context).context.kubevirt is not None
+        assert changes[0] is False
+        assert changes[-1] is True
+    finally:
+        context.stop()
+
+
+def test_a_lookup_waits_for_syncing_caches_only_until_its_deadline(fake: FakeApiServer) -> None:
+    fake.inject(verb="list", resource="network-attachment-definitions", status=None, delay=1.5)
+    context = start(fake)
+    try:
+        started = time.monotonic()
+        found = context.lookup(NAMESPACE, "vm-fedora", deadline=started + 0.5)
+        elapsed = time.monotonic() - started
+        assert found.state is ContextState.UNSYNCED
+        assert found.context.nads is None
+        assert 0.4 < elapsed < 1.5
+        assert not context.ready()
+        eventually(context.ready)
+        assert lookup(context).context.nads == frozenset({"default/new-fancy-net"})
+    finally:
+        context.stop()
