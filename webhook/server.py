@@ -1,0 +1,91 @@
+"""Serving the app with gunicorn: gthread workers, keep-alive, TLS 1.2+ with hot reload.
+
+The master process binds the socket and supervises; each worker builds its own
+app (metrics, cluster caches) after the fork through `factory`, so no thread or
+connection pool crosses a fork.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from webhook.metrics import forget_process
+from webhook.tls import ServingContext
+
+KEEPALIVE_SECONDS = 120
+"""Longer than kube-apiserver's idle-connection timeout (90 s), so the client closes idle
+connections first and never sends a review into a connection the server is closing."""
+GRACEFUL_SECONDS = 10
+
+WSGIApp = Callable[..., Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerOptions:
+    """How gunicorn serves: address, worker processes and threads per worker."""
+
+    bind: str
+    workers: int = 2
+    threads: int = 4
+    log_level: str = "info"
+
+
+class WebhookServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships no types
+    """A gunicorn application whose workers build the app with `factory()`."""
+
+    def __init__(
+        self, options: ServerOptions, *, tls: ServingContext, factory: Callable[[], WSGIApp]
+    ) -> None:
+        self._options = options
+        self._tls = tls
+        self._factory = factory
+        super().__init__()
+
+    def load_config(self) -> None:
+        tls = self._tls
+
+        def ssl_context(config: Any, default_factory: Any) -> Any:
+            return tls.current()
+
+        def child_exit(server: Any, worker: Any) -> None:
+            forget_process(worker.pid)
+
+        settings: dict[str, Any] = {
+            "bind": [self._options.bind],
+            "workers": self._options.workers,
+            "worker_class": "gthread",
+            "threads": self._options.threads,
+            "keepalive": KEEPALIVE_SECONDS,
+            "graceful_timeout": GRACEFUL_SECONDS,
+            "certfile": str(tls.cert),
+            "keyfile": str(tls.key),
+            "ssl_context": ssl_context,
+            "child_exit": child_exit,
+            "accesslog": None,
+            "errorlog": "-",
+            "loglevel": self._options.log_level,
+            "proc_name": "hotplug-guard",
+            "control_socket_disable": True,
+        }
+        for key, value in settings.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> WSGIApp:
+        return self._factory()
+
+
+def serve(options: ServerOptions, *, tls: ServingContext, factory: Callable[[], WSGIApp]) -> int:
+    """Run gunicorn in this process until it is stopped; its exit status."""
+    logging.getLogger("hotplug_guard.webhook").info(
+        "serving", extra={"bind": options.bind, "workers": options.workers}
+    )
+    try:
+        WebhookServer(options, tls=tls, factory=factory).run()
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    return 0
