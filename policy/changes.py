@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from policy.views import Interface, Network, Spec
+from policy.views import ABSENT, Interface, Network, Spec
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,10 +55,13 @@ NO_CHANGES = Changes()
 
 
 def diff(old: Spec, new: Spec) -> Changes:
-    """Compare two specs interface by interface and network by network."""
-    old_ifaces = old.interfaces_by_name()
+    """Compare two specs interface by interface and network by network.
+
+    The new spec is parsed in full; the old one is only looked up by name.
+    """
+    old_ifaces = old.raw_interfaces
+    old_nets = old.raw_networks
     new_ifaces = new.interfaces_by_name()
-    old_nets = old.networks_by_name()
     new_nets = new.networks_by_name()
     implicit = not old.interfaces_listed and not old.networks_listed
 
@@ -66,8 +71,8 @@ def diff(old: Spec, new: Spec) -> Changes:
     declared: list[Interface] = []
     modified: list[Modification] = []
     for name, iface in new_ifaces.items():
-        before = old_ifaces.get(name)
-        if before is None:
+        entry = old_ifaces.get(name)
+        if entry is None:
             net = new_nets.get(name)
             if implicit and net is not None and net.pod:
                 # KubeVirt attached the pod network to the VMI only; writing it into
@@ -76,37 +81,38 @@ def diff(old: Spec, new: Spec) -> Changes:
             elif not iface.absent:
                 plugged.append(iface)
             continue
-        if iface.absent and not before.absent:
+        before = entry[1]
+        if before == iface.raw:
+            continue
+        was_absent = before.get("state") == ABSENT
+        if iface.absent and not was_absent:
             unplugged.append(iface)
-        elif before.absent and not iface.absent:
+        elif was_absent and not iface.absent:
             cancelled.append(iface)
-        fields = _changed_fields(before, iface)
+        fields = _changed_fields(before, iface.raw, ignore="state")
         if fields:
             modified.append(Modification(name=name, interface=iface, network=None, fields=fields))
     for name, net in new_nets.items():
-        before_net = old_nets.get(name)
-        if before_net is not None and before_net.raw != net.raw:
-            modified.append(
-                Modification(
-                    name=name, interface=None, network=net, fields=_net_fields(before_net, net)
-                )
-            )
+        net_entry = old_nets.get(name)
+        if net_entry is not None and net_entry[1] != net.raw:
+            fields = _changed_fields(net_entry[1], net.raw)
+            modified.append(Modification(name=name, interface=None, network=net, fields=fields))
 
     removed: list[Removal] = []
     cleaned: list[str] = []
-    for name, before in old_ifaces.items():
+    for name, (_, before) in old_ifaces.items():
         iface_gone = name not in new_ifaces
         net_gone = name in old_nets and name not in new_nets
         if not (iface_gone or net_gone):
             continue
-        if before.absent:
+        if before.get("state") == ABSENT:
             cleaned.append(name)
         else:
             removed.append(
                 Removal(
                     name=name,
-                    interface=before if iface_gone else None,
-                    network=old_nets[name] if net_gone else None,
+                    interface=old.interface(name) if iface_gone else None,
+                    network=old.network(name) if net_gone else None,
                 )
             )
     return Changes(
@@ -120,13 +126,8 @@ def diff(old: Spec, new: Spec) -> Changes:
     )
 
 
-def _changed_fields(before: Interface, after: Interface) -> tuple[str, ...]:
-    if before.raw == after.raw:
-        return ()
-    keys = before.raw.keys() | after.raw.keys()
-    return tuple(sorted(k for k in keys if k != "state" and before.raw.get(k) != after.raw.get(k)))
-
-
-def _net_fields(before: Network, after: Network) -> tuple[str, ...]:
-    keys = before.raw.keys() | after.raw.keys()
-    return tuple(sorted(k for k in keys if before.raw.get(k) != after.raw.get(k)))
+def _changed_fields(
+    before: Mapping[str, Any], after: Mapping[str, Any], *, ignore: str = ""
+) -> tuple[str, ...]:
+    keys = before.keys() | after.keys()
+    return tuple(sorted(k for k in keys if k != ignore and before.get(k) != after.get(k)))

@@ -87,7 +87,7 @@ class PolicyConfig:
 
     def action(self, rule: RuleId) -> Action:
         """The configured action of `rule`."""
-        return self.rules[rule.value]
+        return self.rules[rule]
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> PolicyConfig:
         """This config with the keys in `overrides` replaced (same syntax as the file)."""

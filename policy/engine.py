@@ -48,13 +48,13 @@ def evaluate(
     input shape.
     """
     if review.operation not in (Operation.CREATE, Operation.UPDATE) or not isinstance(
-        review.new, Mapping
+        review.new, dict
     ):
         return ALLOWED
     new = parse_vm(review.new)
     old = parse_vm(review.old) if review.operation is Operation.UPDATE else None
     exempt = _exempt(review, config, new)
-    vmi = parse_instance(context.vmi) if isinstance(context.vmi, Mapping) else None
+    vmi = parse_instance(context.vmi) if isinstance(context.vmi, dict) else None
     running = old is not None and (
         vmi.active if vmi is not None else old.printable_status in RUNNING_STATUSES
     )
@@ -278,7 +278,8 @@ def _collect(
     findings: list[Finding], config: PolicyConfig, rule: RuleId, causes: Iterable[Cause]
 ) -> None:
     action = config.action(rule)
-    findings.extend(Finding(cause=cause, action=action) for cause in causes)
+    for cause in causes:
+        findings.append(Finding(cause=cause, action=action))
 
 
 def _verdict(findings: list[Finding], warnings: list[str], ops: list[PatchOp]) -> Verdict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from policy.views import Spec, mapping, parse_spec, text
@@ -31,22 +32,63 @@ class Condition:
     message: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Instance:
-    """A VirtualMachineInstance as the engine sees it."""
+    """A VirtualMachineInstance as the engine sees it.
 
-    name: str
-    uid: str
-    phase: str
-    annotations: Mapping[str, Any]
-    spec: Spec
-    status_interfaces: Mapping[str, StatusInterface]
-    conditions: Mapping[str, Condition]
+    Only name, uid and phase are read up front; spec, status interfaces and
+    conditions are parsed on first use, since most requests need none of them.
+    """
+
+    def __init__(self, raw: Mapping[str, Any]) -> None:
+        self.raw = raw
+        metadata = mapping(raw.get("metadata"))
+        self.name = text(metadata.get("name"))
+        self.uid = text(metadata.get("uid"))
+        self.annotations = mapping(metadata.get("annotations"))
+        self.phase = text(mapping(raw.get("status")).get("phase"))
 
     @property
     def active(self) -> bool:
         """Not in a final phase: the VM is running (or starting) in this VMI."""
         return self.phase not in FINAL_VMI_PHASES
+
+    @cached_property
+    def spec(self) -> Spec:
+        return parse_spec(self.raw.get("spec"), base="spec")
+
+    @cached_property
+    def status_interfaces(self) -> Mapping[str, StatusInterface]:
+        """`status.interfaces` by name (the first entry of each name)."""
+        interfaces: dict[str, StatusInterface] = {}
+        for item in _list(mapping(self.raw.get("status")).get("interfaces")):
+            entry = mapping(item)
+            name = text(entry.get("name"))
+            sources = text(entry.get("infoSource")).split(",")
+            interfaces.setdefault(
+                name,
+                StatusInterface(
+                    name=name,
+                    pod_interface_name=text(entry.get("podInterfaceName")),
+                    info_source=frozenset(s.strip() for s in sources if s.strip()),
+                ),
+            )
+        return interfaces
+
+    @cached_property
+    def conditions(self) -> Mapping[str, Condition]:
+        """`status.conditions` by type (the first entry of each type)."""
+        conditions: dict[str, Condition] = {}
+        for item in _list(mapping(self.raw.get("status")).get("conditions")):
+            entry = mapping(item)
+            conditions.setdefault(
+                text(entry.get("type")),
+                Condition(
+                    status=text(entry.get("status")),
+                    reason=text(entry.get("reason")),
+                    message=text(entry.get("message")),
+                ),
+            )
+        return conditions
 
     def legacy_naming(self) -> bool:
         """True when KubeVirt would refuse to hot unplug from this VMI.
@@ -71,44 +113,7 @@ class Instance:
 
 def parse_instance(obj: object) -> Instance:
     """View of a VMI object of any shape."""
-    raw = mapping(obj)
-    metadata = mapping(raw.get("metadata"))
-    status = mapping(raw.get("status"))
-    interfaces: dict[str, StatusInterface] = {}
-    for item in _list(status.get("interfaces")):
-        entry = mapping(item)
-        name = text(entry.get("name"))
-        sources = frozenset(
-            s.strip() for s in text(entry.get("infoSource")).split(",") if s.strip()
-        )
-        interfaces.setdefault(
-            name,
-            StatusInterface(
-                name=name,
-                pod_interface_name=text(entry.get("podInterfaceName")),
-                info_source=sources,
-            ),
-        )
-    conditions: dict[str, Condition] = {}
-    for item in _list(status.get("conditions")):
-        entry = mapping(item)
-        conditions.setdefault(
-            text(entry.get("type")),
-            Condition(
-                status=text(entry.get("status")),
-                reason=text(entry.get("reason")),
-                message=text(entry.get("message")),
-            ),
-        )
-    return Instance(
-        name=text(metadata.get("name")),
-        uid=text(metadata.get("uid")),
-        phase=text(status.get("phase")),
-        annotations=mapping(metadata.get("annotations")),
-        spec=parse_spec(raw.get("spec"), base="spec"),
-        status_interfaces=interfaces,
-        conditions=conditions,
-    )
+    return Instance(mapping(obj))
 
 
 def unfinished_migrations(migrations: tuple[object, ...], vmi_name: str) -> list[tuple[str, str]]:

@@ -34,15 +34,15 @@ def convert_removals(vm: VirtualMachine, removals: Sequence[Removal]) -> Convers
     on the way down); the removal is then judged as it stands.
     """
     spec = mapping(mapping(vm.raw.get("spec")).get("template")).get("spec")
-    if not isinstance(spec, Mapping):
+    if not isinstance(spec, dict):
         return None
     domain = spec.get("domain", {})
     devices = mapping(domain).get("devices", {})
     interfaces = mapping(devices).get("interfaces", [])
     networks = spec.get("networks", [])
     if not (
-        isinstance(domain, Mapping)
-        and isinstance(devices, Mapping)
+        isinstance(domain, dict)
+        and isinstance(devices, dict)
         and isinstance(interfaces, list)
         and isinstance(networks, list)
     ):
@@ -112,7 +112,7 @@ def set_model_ops(vm: VirtualMachine, names: Iterable[str]) -> list[PatchOp]:
     wanted = set(names)
     for iface in vm.spec.interfaces:
         if iface.name in wanted and "model" not in iface.raw:
-            pointer = f"{paths.POINTER_INTERFACES}/{iface.index}"
+            pointer = f"{paths.POINTER_INTERFACES}/{iface.position}"
             ops.append(PatchOp(op="test", path=f"{pointer}/name", value=iface.name))
             ops.append(PatchOp(op="add", path=f"{pointer}/model", value="virtio"))
     return ops
@@ -120,7 +120,7 @@ def set_model_ops(vm: VirtualMachine, names: Iterable[str]) -> list[PatchOp]:
 
 def annotation_ops(vm: VirtualMachine, target: Mapping[str, str | None]) -> list[PatchOp]:
     """Set (or with None, remove) annotations so `vm` ends with the `target` values."""
-    if not target or not isinstance(vm.raw.get("metadata"), Mapping) or not vm.annotations_shape_ok:
+    if not target or not isinstance(vm.raw.get("metadata"), dict) or not vm.annotations_shape_ok:
         return []
     if mapping(vm.raw["metadata"]).get("annotations") is None:
         values = {key: value for key, value in target.items() if value is not None}

@@ -36,8 +36,8 @@ class UserInfo:
 class Review:
     """One admission request for a `kubevirt.io/v1` VirtualMachine.
 
-    `new` and `old` are the raw objects exactly as received; the engine never
-    trusts their shape. `namespace` is the request namespace, used when the
+    `new` and `old` are the raw objects exactly as decoded from JSON (dicts); the
+    engine never trusts their shape. `namespace` is the request namespace, used when the
     object itself does not carry one.
     """
 

@@ -73,17 +73,19 @@ def _network_sources(spec: Spec) -> Iterator[Cause]:
         )
     for net in spec.networks:
         if not net.sources:
-            yield _cause(CauseType.REQUIRED, paths.network(net.index), "should have a network type")
+            yield _cause(
+                CauseType.REQUIRED, paths.network(net.position), "should have a network type"
+            )
         elif len(net.sources) > 1:
             yield _cause(
-                CauseType.REQUIRED, paths.network(net.index), "should have only one network type"
+                CauseType.REQUIRED, paths.network(net.position), "should have only one network type"
             )
     # KubeVirt returns after the first multus network without a networkName.
     for net in spec.networks:
         if "multus" in net.sources and not net.multus_name:
             yield _cause(
                 CauseType.REQUIRED,
-                paths.network(net.index),
+                paths.network(net.position),
                 "CNI delegating plugin must have a networkName",
             )
             break
@@ -92,7 +94,7 @@ def _network_sources(spec: Spec) -> Iterator[Cause]:
 def _states(spec: Spec) -> Iterator[Cause]:
     default = next((net.name for net in spec.networks if net.default), None)
     for iface in spec.interfaces:
-        field = paths.interface(iface.index, "state")
+        field = paths.interface(iface.position, "state")
         if iface.state not in STATES:
             yield _cause(
                 CauseType.INVALID,
@@ -127,22 +129,24 @@ def _bindings(spec: Spec, kubevirt: Mapping[str, Any] | None) -> Iterator[Cause]
         if len(iface.bindings) != 1:
             yield _cause(
                 CauseType.INVALID,
-                paths.interface(iface.index),
+                paths.interface(iface.position),
                 f"logical {iface.name} interface must have exactly one binding method or "
                 "binding plugin",
             )
         net = networks.get(iface.name)
         if Binding.MASQUERADE in iface.bindings:
-            if net is not None and not net.pod:
+            # KubeVirt looks the network up in a Go map: a missing one is a zero
+            # value without a pod source, so it is reported here too.
+            if net is None or not net.pod:
                 yield _cause(
                     CauseType.INVALID,
-                    paths.interface(iface.index, "name"),
+                    paths.interface(iface.position, "name"),
                     "Masquerade interface only implemented with pod network",
                 )
             if iface.mac.lower() == RESERVED_MASQUERADE_MAC:
                 yield _cause(
                     CauseType.INVALID,
-                    paths.interface(iface.index, "macAddress"),
+                    paths.interface(iface.position, "macAddress"),
                     "The requested MAC address is reserved for the in-pod bridge. "
                     "Please choose another one.",
                 )
@@ -154,13 +158,13 @@ def _bindings(spec: Spec, kubevirt: Mapping[str, Any] | None) -> Iterator[Cause]
         ):
             yield _cause(
                 CauseType.INVALID,
-                paths.interface(iface.index, "name"),
+                paths.interface(iface.position, "name"),
                 "Bridge on pod network configuration is not enabled under kubevirt-config",
             )
-        if Binding.PASST_BINDING in iface.bindings and net is not None and not net.pod:
+        if Binding.PASST_BINDING in iface.bindings and (net is None or not net.pod):
             yield _cause(
                 CauseType.INVALID,
-                paths.interface(iface.index, "name"),
+                paths.interface(iface.position, "name"),
                 "PasstBinding interface only implemented with pod network",
             )
 
@@ -171,7 +175,7 @@ def _unique_networks(spec: Spec) -> Iterator[Cause]:
         if net.name in seen:
             yield _cause(
                 CauseType.DUPLICATE,
-                paths.network(net.index, "name"),
+                paths.network(net.position, "name"),
                 f'Network with name "{net.name}" already exists, every network must have a '
                 "unique name",
             )
@@ -183,11 +187,11 @@ def _pairing(spec: Spec) -> Iterator[Cause]:
     net_names = {net.name for net in spec.networks}
     for net in spec.networks:
         if net.name not in iface_names:
-            field = paths.network(net.index, "name")
+            field = paths.network(net.position, "name")
             yield _cause(CauseType.REQUIRED, field, f"{field} '{net.name}' not found.")
     seen: set[str] = set()
     for iface in spec.interfaces:
-        field = paths.interface(iface.index, "name")
+        field = paths.interface(iface.position, "name")
         if iface.name in seen:
             yield _cause(
                 CauseType.DUPLICATE,
@@ -201,7 +205,7 @@ def _pairing(spec: Spec) -> Iterator[Cause]:
 
 def _formats(spec: Spec) -> Iterator[Cause]:
     for iface in spec.interfaces:
-        name_field = paths.interface(iface.index, "name")
+        name_field = paths.interface(iface.position, "name")
         if not NAME.fullmatch(iface.name):
             yield _cause(
                 CauseType.INVALID,
@@ -212,7 +216,7 @@ def _formats(spec: Spec) -> Iterator[Cause]:
         if iface.model and iface.model not in MODELS:
             yield _cause(
                 CauseType.NOT_SUPPORTED,
-                paths.interface(iface.index, "model"),
+                paths.interface(iface.position, "model"),
                 f"interface {name_field} uses model {iface.model} that is not supported.",
             )
         if iface.mac:
@@ -220,19 +224,19 @@ def _formats(spec: Spec) -> Iterator[Cause]:
             if size is None:
                 yield _cause(
                     CauseType.INVALID,
-                    paths.interface(iface.index, "macAddress"),
+                    paths.interface(iface.position, "macAddress"),
                     f"interface {name_field} has malformed MAC address ({iface.mac}).",
                 )
             elif size > 6:
                 yield _cause(
                     CauseType.INVALID,
-                    paths.interface(iface.index, "macAddress"),
+                    paths.interface(iface.position, "macAddress"),
                     f"interface {name_field} has too long MAC address ({iface.mac}).",
                 )
         if iface.pci_address and not PCI_ADDRESS.fullmatch(iface.pci_address):
             yield _cause(
                 CauseType.INVALID,
-                paths.interface(iface.index, "pciAddress"),
+                paths.interface(iface.position, "pciAddress"),
                 f"interface {name_field} has malformed PCI address ({iface.pci_address}).",
             )
 
@@ -243,7 +247,7 @@ def _discontinued(spec: Spec) -> Iterator[Cause]:
             message = DISCONTINUED.get(binding)
             if message is not None:
                 yield _cause(
-                    CauseType.INVALID, paths.interface(iface.index, binding.value), message
+                    CauseType.INVALID, paths.interface(iface.position, binding.value), message
                 )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 
 from policy import paths
 from policy.annotations import REQUEST, STATUS, Ledger, parse_request, parse_status
@@ -24,9 +25,13 @@ from policy.views import Binding, Interface, Network, Spec, VirtualMachine
 AUTO_RESTART_HINT = "stop the VM, make the change, then start it"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class Situation:
-    """Everything a hot plug rule may look at; `spec` is the new spec after mutation."""
+    """Everything a hot plug rule may look at; `spec` is the new spec after mutation.
+
+    Not slotted, so derived facts several rules need are computed once
+    (`cached_property`).
+    """
 
     old: VirtualMachine
     new: VirtualMachine
@@ -40,6 +45,10 @@ class Situation:
 
     def network_of(self, iface: Interface) -> Network | None:
         return self.spec.network(iface.name)
+
+    @cached_property
+    def capacity(self) -> Capacity:
+        return capacity(self)
 
 
 def removal_eligible(
@@ -76,7 +85,7 @@ def check_plug_binding(s: Situation) -> Iterator[Cause]:
             reason = f"KubeVirt never hot plugs interfaces with {name}, it would silently ignore it"
         yield _cause(
             RuleId.PLUG_BINDING,
-            paths.interface(iface.index),
+            paths.interface(iface.position),
             f"'{iface.name}' cannot be hot plugged: {reason}; use 'bridge: {{}}' or "
             f"{AUTO_RESTART_HINT}",
         )
@@ -87,7 +96,7 @@ def check_plug_model(s: Situation) -> Iterator[Cause]:
         if iface.model and iface.model != "virtio":
             yield _cause(
                 RuleId.PLUG_MODEL,
-                paths.interface(iface.index, "model"),
+                paths.interface(iface.position, "model"),
                 f"'{iface.name}' uses model '{iface.model}': only virtio interfaces can be hot "
                 "plugged into the reserved PCIe ports; set model: virtio or remove the model",
                 CauseType.NOT_SUPPORTED,
@@ -111,7 +120,7 @@ def check_plug_network(s: Situation) -> Iterator[Cause]:
             what = f"a {'/'.join(net.sources)} network"
         yield _cause(
             RuleId.PLUG_NETWORK,
-            paths.network(net.index),
+            paths.network(net.position),
             f"'{iface.name}' is on {what}: only secondary multus networks (networkName set, "
             "default not true) can be hot plugged",
         )
@@ -132,7 +141,7 @@ def check_nad_namespace(s: Situation) -> Iterator[Cause]:
         if namespace != s.namespace:
             yield _cause(
                 RuleId.NAD_NAMESPACE,
-                paths.network(net.index, "multus.networkName"),
+                paths.network(net.position, "multus.networkName"),
                 f"'{iface.name}' refers to NetworkAttachmentDefinition '{namespace}/{name}' in "
                 f"another namespace; create it in '{s.namespace}' and use networkName: {name}",
             )
@@ -146,7 +155,7 @@ def check_nad_exists(s: Situation) -> Iterator[Cause]:
         if f"{namespace}/{name}" not in known:
             yield _cause(
                 RuleId.NAD_EXISTS,
-                paths.network(net.index, "multus.networkName"),
+                paths.network(net.position, "multus.networkName"),
                 f"NetworkAttachmentDefinition '{namespace}/{name}' for '{iface.name}' does not "
                 "exist; create it first (virt-controller would fail to render the pod)",
                 CauseType.INVALID,
@@ -196,12 +205,12 @@ def capacity(s: Situation) -> Capacity:
     configured = slot_count(*annotation_sets)
     ledger = current_run_ledger(s)
     boot_spec = s.vmi.spec if s.vmi is not None else s.old.spec
-    present = {iface.name for iface in s.spec.interfaces if not iface.absent}
+    present = set(s.spec.present_names())
     return Capacity(
         root_complex=on_root_complex(*annotation_sets),
         configured=configured,
         slots=configured if configured is not None else s.config.hotplug_slots,
-        booted=sum(1 for i in boot_spec.interfaces if not i.absent and i.name not in ledger),
+        booted=sum(1 for name in boot_spec.present_names() if name not in ledger),
         hotplugged=tuple(name for name in ledger if name in present),
     )
 
@@ -209,14 +218,14 @@ def capacity(s: Situation) -> Capacity:
 def check_hotplug_slots(s: Situation) -> Iterator[Cause]:
     if not s.changes.plugged:
         return
-    cap = capacity(s)
+    cap = s.capacity
     if cap.root_complex:
         spare = s.config.root_complex_spare_slots
         for number, iface in enumerate(s.changes.plugged, start=len(cap.hotplugged) + 1):
             if number > spare:
                 yield _cause(
                     RuleId.HOTPLUG_SLOTS,
-                    paths.interface(iface.index),
+                    paths.interface(iface.position),
                     f"'{iface.name}' would be hot plugged interface {number} in this run, but with "
                     "kubevirt.io/placePCIDevicesOnRootComplex KubeVirt reserves no ports and only "
                     f"{spare} spare PCIe port remains; {AUTO_RESTART_HINT}",
@@ -232,7 +241,7 @@ def check_hotplug_slots(s: Situation) -> Iterator[Cause]:
     for iface in s.changes.plugged[-excess:]:
         yield _cause(
             RuleId.HOTPLUG_SLOTS,
-            paths.interface(iface.index),
+            paths.interface(iface.position),
             f"'{iface.name}' would make {present} interfaces, but KubeVirt reserved PCIe ports "
             f"for {cap.limit} including existing ones ({source}={cap.slots}, booted with "
             f"{cap.booted}); unplug one first (state: absent) or {AUTO_RESTART_HINT}",
@@ -242,7 +251,7 @@ def check_hotplug_slots(s: Situation) -> Iterator[Cause]:
 def check_pci_slots(s: Situation) -> Iterator[Cause]:
     if not s.changes.plugged:
         return
-    cap = capacity(s)
+    cap = s.capacity
     # Ports reserved at boot that no hot plugged interface occupies yet; an occupied
     # port is counted with the interfaces.
     occupied = len(cap.hotplugged) + len(s.changes.plugged)
@@ -253,7 +262,7 @@ def check_pci_slots(s: Situation) -> Iterator[Cause]:
     iface = s.changes.plugged[-1]
     yield _cause(
         RuleId.PCI_SLOTS,
-        paths.interface(iface.index),
+        paths.interface(iface.position),
         f"'{iface.name}' would need an estimated {estimate.total} of {s.config.pci_slots} PCI "
         f"slots ({estimate.describe()}); remove a device or {AUTO_RESTART_HINT}",
     )
@@ -273,7 +282,7 @@ def check_live_migratable(s: Situation) -> Iterator[Cause]:
     detail = ": ".join(part for part in (condition.reason, condition.message) if part)
     yield _cause(
         RuleId.LIVE_MIGRATABLE,
-        paths.interface(first.index),
+        paths.interface(first.position),
         f"{names} would reach the guest only through a live migration, but the VMI is not live "
         f"migratable ({detail or 'LiveMigratable=False'}); {AUTO_RESTART_HINT}",
     )
@@ -285,7 +294,7 @@ def check_unplug_legacy_naming(s: Situation) -> Iterator[Cause]:
     for iface in s.changes.unplugged:
         yield _cause(
             RuleId.UNPLUG_LEGACY_NAMING,
-            paths.interface(iface.index, "state"),
+            paths.interface(iface.position, "state"),
             f"'{iface.name}' cannot be hot unplugged: the VM's pod uses ordinal interface names "
             "(started before KubeVirt v1.0 / OpenShift 4.14), which KubeVirt cannot unplug; "
             "restart the VM once, then unplug",
@@ -300,7 +309,7 @@ def check_unplug_cancel(s: Situation) -> Iterator[Cause]:
         if running is not None and running.absent:
             yield _cause(
                 RuleId.UNPLUG_CANCEL,
-                paths.interface(iface.index, "state"),
+                paths.interface(iface.position, "state"),
                 f"the hot unplug of '{iface.name}' is already underway and cannot be cancelled "
                 "(KubeVirt ignores this change); wait until KubeVirt removes it, then plug it "
                 "again",
@@ -347,7 +356,7 @@ def check_restart_required(s: Situation) -> Iterator[Cause]:
         if change.interface is not None:
             yield _cause(
                 RuleId.RESTART_REQUIRED,
-                paths.interface(change.interface.index),
+                paths.interface(change.interface.position),
                 f"interface '{change.name}' changed ({', '.join(change.fields)}); KubeVirt "
                 "applies this only after a restart",
                 CauseType.INVALID,
@@ -360,7 +369,7 @@ def check_restart_required(s: Situation) -> Iterator[Cause]:
             )
             yield _cause(
                 RuleId.RESTART_REQUIRED,
-                paths.network(change.network.index),
+                paths.network(change.network.position),
                 f"network '{change.name}' changed ({', '.join(change.fields)}); KubeVirt applies "
                 f"this only after a restart{note}",
                 CauseType.INVALID,
@@ -386,7 +395,7 @@ def check_implicit_pod_network(s: Situation) -> Iterator[Cause]:
 def check_hotplug_in_progress(s: Situation) -> Iterator[Cause]:
     if not s.changes.hotplug:
         return
-    field = paths.interface((s.changes.plugged + s.changes.unplugged)[0].index)
+    field = paths.interface((s.changes.plugged + s.changes.unplugged)[0].position)
     vmi_name = s.vmi.name if s.vmi is not None and s.vmi.name else s.new.name
     for name, phase in unfinished_migrations(s.context.migrations, vmi_name):
         yield _cause(

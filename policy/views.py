@@ -10,7 +10,8 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from functools import cached_property
+from typing import Any, NamedTuple
 
 from policy import paths
 
@@ -30,16 +31,18 @@ class Binding(enum.StrEnum):
     PLUGIN = "binding"
 
 
-BINDING_KEYS: tuple[str, ...] = tuple(member.value for member in Binding)
-SOURCE_KEYS: tuple[str, ...] = ("pod", "multus", "resourceClaim")
+SOURCE_KEYS = frozenset({"pod", "multus", "resourceClaim"})
 ABSENT = "absent"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Interface:
-    """One entry of `domain.devices.interfaces`."""
+class Interface(NamedTuple):
+    """One entry of `domain.devices.interfaces`.
 
-    index: int
+    A NamedTuple rather than a frozen dataclass: one is built per interface on
+    every request and tuple construction is several times cheaper.
+    """
+
+    position: int
     name: str
     bindings: tuple[Binding, ...]
     model: str
@@ -47,10 +50,7 @@ class Interface:
     mac: str
     pci_address: str
     raw: Mapping[str, Any]
-
-    @property
-    def absent(self) -> bool:
-        return self.state == ABSENT
+    absent: bool
 
     @property
     def binding(self) -> Binding | None:
@@ -58,11 +58,10 @@ class Interface:
         return self.bindings[0] if len(self.bindings) == 1 else None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Network:
-    """One entry of `spec.networks`."""
+class Network(NamedTuple):
+    """One entry of `spec.networks` (a NamedTuple for the same reason as `Interface`)."""
 
-    index: int
+    position: int
     name: str
     sources: tuple[str, ...]
     multus_name: str
@@ -96,25 +95,82 @@ class Shape:
     expected: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Spec:
-    """The network-relevant part of a VM template spec or a VMI spec."""
+    """The network-relevant part of a VM template spec or a VMI spec.
 
-    interfaces: tuple[Interface, ...]
-    networks: tuple[Network, ...]
-    interfaces_listed: bool
-    networks_listed: bool
-    machine_type: str
-    architecture: str
-    devices: Mapping[str, Any]
-    domain: Mapping[str, Any]
-    shapes: tuple[Shape, ...]
+    Interface and network views are built on first use: most requests only
+    need the new spec in full, and look up a few entries of the old spec and
+    the VMI by name.
+    """
+
+    def __init__(self, raw: object, *, base: str = paths.SPEC) -> None:
+        self.base = base
+        self._container_shapes: list[Shape] = []
+        spec = self._child(raw, "", base)
+        self.domain = self._child(spec.get("domain"), "domain", base)
+        self.devices = self._child(self.domain.get("devices"), "devices", f"{base}.domain")
+        machine = self._child(self.domain.get("machine"), "machine", f"{base}.domain")
+        self.machine_type = text(machine.get("type"))
+        self.architecture = text(spec.get("architecture"))
+        self._raw_interfaces = self._list(
+            self.devices.get("interfaces"), f"{base}.domain.devices.interfaces"
+        )
+        self._raw_networks = self._list(spec.get("networks"), f"{base}.networks")
+        self.interfaces_listed = bool(self._raw_interfaces)
+        self.networks_listed = bool(self._raw_networks)
+
+    @cached_property
+    def interfaces(self) -> tuple[Interface, ...]:
+        base = f"{self.base}.domain.devices.interfaces"
+        return tuple(
+            _interface(index, item, base, self._entry_shapes)
+            for index, item in enumerate(self._raw_interfaces)
+            if _is_entry(item, index, base, self._entry_shapes)
+        )
+
+    @cached_property
+    def networks(self) -> tuple[Network, ...]:
+        base = f"{self.base}.networks"
+        return tuple(
+            _network(index, item)
+            for index, item in enumerate(self._raw_networks)
+            if _is_entry(item, index, base, self._entry_shapes)
+        )
+
+    @cached_property
+    def _entry_shapes(self) -> list[Shape]:
+        return []
+
+    @property
+    def shapes(self) -> tuple[Shape, ...]:
+        """Parts with the wrong JSON type (parses every entry)."""
+        _ = self.interfaces, self.networks
+        return (*self._container_shapes, *self._entry_shapes)
+
+    @cached_property
+    def raw_interfaces(self) -> dict[str, tuple[int, dict[str, Any]]]:
+        """(index, entry) of the first interface of each name, without building views."""
+        return _by_name(self._raw_interfaces)
+
+    @cached_property
+    def raw_networks(self) -> dict[str, tuple[int, dict[str, Any]]]:
+        return _by_name(self._raw_networks)
 
     def interface(self, name: str) -> Interface | None:
-        return next((i for i in self.interfaces if i.name == name), None)
+        """The first interface called `name`."""
+        entry = self.raw_interfaces.get(name)
+        return None if entry is None else _interface(entry[0], entry[1], "", [])
 
     def network(self, name: str) -> Network | None:
-        return next((n for n in self.networks if n.name == name), None)
+        """The first network called `name`."""
+        entry = self.raw_networks.get(name)
+        return None if entry is None else _network(*entry)
+
+    def present_names(self) -> list[str]:
+        """Names of the interfaces that are not absent, in spec order."""
+        return [
+            name for name, (_, item) in self.raw_interfaces.items() if item.get("state") != ABSENT
+        ]
 
     def interfaces_by_name(self) -> dict[str, Interface]:
         """First interface of each name (duplicates are a kubevirt-spec finding)."""
@@ -128,6 +184,38 @@ class Spec:
         for net in self.networks:
             result.setdefault(net.name, net)
         return result
+
+    def _child(self, value: object, key: str, base: str) -> Mapping[str, Any]:
+        if value is None or isinstance(value, dict):
+            return mapping(value)
+        self._container_shapes.append(
+            Shape(field=f"{base}.{key}" if key else base, expected="object")
+        )
+        return EMPTY
+
+    def _list(self, value: object, field: str) -> list[Any]:
+        if isinstance(value, list):
+            return value
+        if value is not None:
+            self._container_shapes.append(Shape(field=field, expected="list"))
+        return []
+
+
+def _is_entry(item: object, index: int, base: str, shapes: list[Shape]) -> bool:
+    if isinstance(item, dict):
+        return True
+    shapes.append(Shape(field=f"{base}[{index}]", expected="object"))
+    return False
+
+
+def _by_name(items: list[Any]) -> dict[str, tuple[int, dict[str, Any]]]:
+    result: dict[str, tuple[int, dict[str, Any]]] = {}
+    for index, item in enumerate(items):
+        if isinstance(item, dict):
+            name = item.get("name")
+            if isinstance(name, str) and name not in result:
+                result[name] = (index, item)
+    return result
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -147,7 +235,7 @@ class VirtualMachine:
 
 def mapping(value: object) -> Mapping[str, Any]:
     """`value` if it is a JSON object, else an empty one."""
-    return value if isinstance(value, Mapping) else EMPTY
+    return value if isinstance(value, dict) else EMPTY
 
 
 def text(value: object) -> str:
@@ -157,44 +245,7 @@ def text(value: object) -> str:
 
 def parse_spec(spec: object, *, base: str = paths.SPEC) -> Spec:
     """View of a VM template spec or VMI spec; `base` prefixes shape field paths."""
-    shapes: list[Shape] = []
-    spec_map = _child(spec, "", base, shapes, top=True)
-    domain = _child(spec_map, "domain", base, shapes)
-    devices = _child(domain, "devices", f"{base}.domain", shapes)
-    machine = _child(domain, "machine", f"{base}.domain", shapes)
-    raw_ifaces = devices.get("interfaces")
-    raw_nets = spec_map.get("networks")
-    interfaces: list[Interface] = []
-    if isinstance(raw_ifaces, list):
-        for index, item in enumerate(raw_ifaces):
-            if not isinstance(item, Mapping):
-                shapes.append(
-                    Shape(field=f"{base}.domain.devices.interfaces[{index}]", expected="object")
-                )
-                continue
-            interfaces.append(_interface(index, item, f"{base}.domain.devices", shapes))
-    elif raw_ifaces is not None:
-        shapes.append(Shape(field=f"{base}.domain.devices.interfaces", expected="list"))
-    networks: list[Network] = []
-    if isinstance(raw_nets, list):
-        for index, item in enumerate(raw_nets):
-            if not isinstance(item, Mapping):
-                shapes.append(Shape(field=f"{base}.networks[{index}]", expected="object"))
-                continue
-            networks.append(_network(index, item))
-    elif raw_nets is not None:
-        shapes.append(Shape(field=f"{base}.networks", expected="list"))
-    return Spec(
-        interfaces=tuple(interfaces),
-        networks=tuple(networks),
-        interfaces_listed=bool(interfaces),
-        networks_listed=bool(networks),
-        machine_type=text(machine.get("type")),
-        architecture=text(spec_map.get("architecture")),
-        devices=devices,
-        domain=domain,
-        shapes=tuple(shapes),
-    )
+    return Spec(spec, base=base)
 
 
 def parse_vm(obj: object) -> VirtualMachine:
@@ -209,7 +260,7 @@ def parse_vm(obj: object) -> VirtualMachine:
         namespace=text(metadata.get("namespace")),
         uid=text(metadata.get("uid")),
         annotations=mapping(annotations),
-        annotations_shape_ok=annotations is None or isinstance(annotations, Mapping),
+        annotations_shape_ok=annotations is None or isinstance(annotations, dict),
         template_annotations=mapping(mapping(template.get("metadata")).get("annotations")),
         printable_status=text(mapping(raw.get("status")).get("printableStatus")),
         spec=parse_spec(template.get("spec")),
@@ -217,44 +268,42 @@ def parse_vm(obj: object) -> VirtualMachine:
     )
 
 
-def _child(
-    parent: object, key: str, base: str, shapes: list[Shape], *, top: bool = False
-) -> Mapping[str, Any]:
-    value = parent if top else mapping(parent).get(key)
-    if value is None or isinstance(value, Mapping):
-        return mapping(value)
-    shapes.append(Shape(field=f"{base}.{key}" if key else base, expected="object"))
-    return EMPTY
-
-
-_STRING_FIELDS = ("name", "model", "state", "macAddress", "pciAddress")
+_BINDINGS = {member.value: member for member in Binding}
 
 
 def _interface(index: int, item: Mapping[str, Any], base: str, shapes: list[Shape]) -> Interface:
-    for key in _STRING_FIELDS:
-        value = item.get(key)
-        if value is not None and not isinstance(value, str):
-            shapes.append(Shape(field=f"{base}.interfaces[{index}].{key}", expected="string"))
-    bindings = tuple(Binding(key) for key in BINDING_KEYS if item.get(key) is not None)
-    return Interface(
-        index=index,
-        name=text(item.get("name")),
-        bindings=bindings,
-        model=text(item.get("model")),
-        state=text(item.get("state")),
-        mac=text(item.get("macAddress")),
-        pci_address=text(item.get("pciAddress")),
-        raw=item,
-    )
+    get = item.get
+    name, model, state = get("name", ""), get("model", ""), get("state", "")
+    mac, pci_address = get("macAddress", ""), get("pciAddress", "")
+    if not (
+        name.__class__ is str
+        and model.__class__ is str
+        and state.__class__ is str
+        and mac.__class__ is str
+        and pci_address.__class__ is str
+    ):
+        name, model, state, mac, pci_address = (
+            _string(get(key), f"{base}.interfaces[{index}].{key}", shapes)
+            for key in ("name", "model", "state", "macAddress", "pciAddress")
+        )
+    bindings = tuple([_BINDINGS[key] for key in item if key in _BINDINGS and item[key] is not None])
+    return Interface(index, name, bindings, model, state, mac, pci_address, item, state == ABSENT)
+
+
+def _string(value: object, field: str, shapes: list[Shape]) -> str:
+    if value is None or isinstance(value, str):
+        return value or ""
+    shapes.append(Shape(field=field, expected="string"))
+    return ""
 
 
 def _network(index: int, item: Mapping[str, Any]) -> Network:
     multus = mapping(item.get("multus"))
     return Network(
-        index=index,
-        name=text(item.get("name")),
-        sources=tuple(key for key in SOURCE_KEYS if item.get(key) is not None),
-        multus_name=text(multus.get("networkName")),
-        multus_default=multus.get("default") is True,
-        raw=item,
+        index,
+        text(item.get("name")),
+        tuple(key for key in item if key in SOURCE_KEYS and item[key] is not None),
+        text(multus.get("networkName")),
+        multus.get("default") is True,
+        item,
     )
