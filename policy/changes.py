@@ -61,8 +61,8 @@ def diff(old: Spec, new: Spec) -> Changes:
     """
     old_ifaces = old.raw_interfaces
     old_nets = old.raw_networks
-    new_ifaces = new.interfaces_by_name()
-    new_nets = new.networks_by_name()
+    new_ifaces = new.interfaces_by_name
+    new_nets = new.networks_by_name
     implicit = not old.interfaces_listed and not old.networks_listed
 
     plugged: list[Interface] = []

@@ -123,7 +123,7 @@ def _states(spec: Spec) -> Iterator[Cause]:
 
 
 def _bindings(spec: Spec, kubevirt: Mapping[str, Any] | None) -> Iterator[Cause]:
-    networks = spec.networks_by_name()
+    networks = spec.networks_by_name
     permit_pod_bridge = _permit_bridge_on_pod_network(kubevirt)
     for iface in spec.interfaces:
         if len(iface.bindings) != 1:

@@ -158,11 +158,15 @@ class Spec:
 
     def interface(self, name: str) -> Interface | None:
         """The first interface called `name`."""
+        if "interfaces" in self.__dict__:
+            return self.interfaces_by_name.get(name)
         entry = self.raw_interfaces.get(name)
         return None if entry is None else _interface(entry[0], entry[1], "", [])
 
     def network(self, name: str) -> Network | None:
         """The first network called `name`."""
+        if "networks" in self.__dict__:
+            return self.networks_by_name.get(name)
         entry = self.raw_networks.get(name)
         return None if entry is None else _network(*entry)
 
@@ -172,6 +176,7 @@ class Spec:
             name for name, (_, item) in self.raw_interfaces.items() if item.get("state") != ABSENT
         ]
 
+    @cached_property
     def interfaces_by_name(self) -> dict[str, Interface]:
         """First interface of each name (duplicates are a kubevirt-spec finding)."""
         result: dict[str, Interface] = {}
@@ -179,6 +184,7 @@ class Spec:
             result.setdefault(iface.name, iface)
         return result
 
+    @cached_property
     def networks_by_name(self) -> dict[str, Network]:
         result: dict[str, Network] = {}
         for net in self.networks:
