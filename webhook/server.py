@@ -8,13 +8,17 @@ connection pool crosses a fork.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from webhook.metrics import forget_process
+from webhook.metrics import enable_multiprocess, forget_process
 from webhook.tls import ServingContext
 
 KEEPALIVE_SECONDS = 120
@@ -80,12 +84,25 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships no
 
 
 def serve(options: ServerOptions, *, tls: ServingContext, factory: Callable[[], WSGIApp]) -> int:
-    """Run gunicorn in this process until it is stopped; its exit status."""
+    """Run gunicorn in this process until it is stopped; its exit status.
+
+    The metrics directory the workers share is created here and removed when the
+    master stops. gunicorn's workers are forks that leave by `sys.exit`, which
+    unwinds this very frame in the worker too: only the master may clean up.
+    """
+    master = os.getpid()
+    directory = Path(tempfile.mkdtemp(prefix="hotplug-guard-metrics-"))
+    enable_multiprocess(directory)
     logging.getLogger("hotplug_guard.webhook").info(
         "serving", extra={"bind": options.bind, "workers": options.workers}
     )
     try:
         WebhookServer(options, tls=tls, factory=factory).run()
     except SystemExit as stop:
+        if os.getpid() != master:
+            raise
         return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    finally:
+        if os.getpid() == master:
+            shutil.rmtree(directory, ignore_errors=True)
     return 0

@@ -12,7 +12,6 @@ import argparse
 import ipaddress
 import os
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +72,6 @@ def run_serve(args: argparse.Namespace) -> int:
     # importing it here keeps every other sub-command fast.
     from webhook.caches import ConfigurationError, load_client_configuration  # noqa: PLC0415
     from webhook.logs import configure  # noqa: PLC0415
-    from webhook.metrics import enable_multiprocess  # noqa: PLC0415
     from webhook.server import ServerOptions, serve  # noqa: PLC0415
     from webhook.tls import CertificateError, ServingContext  # noqa: PLC0415
 
@@ -107,10 +105,8 @@ def run_serve(args: argparse.Namespace) -> int:
         tls=tls,
         record_expiry=(lambda: record_expiry(files)) if files.ca.is_file() else None,
     )
-    with tempfile.TemporaryDirectory(prefix="hotplug-guard-metrics-") as directory:
-        enable_multiprocess(Path(directory))
-        options = ServerOptions(bind=args.bind, workers=args.workers, threads=args.threads)
-        return serve(options, tls=tls, factory=worker.build)
+    options = ServerOptions(bind=args.bind, workers=args.workers, threads=args.threads)
+    return serve(options, tls=tls, factory=worker.build)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
