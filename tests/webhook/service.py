@@ -1,0 +1,161 @@
+"""Running the real `hotplug-guard serve` (a gunicorn process tree) for a test."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+READY_SECONDS = 30.0
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Service:
+    """A started `hotplug-guard serve`, reachable at `base_url`, trusted through `ca`."""
+
+    process: subprocess.Popen[bytes]
+    base_url: str
+    ca: Path
+    stdout: Path
+    stderr: Path
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}{path}"
+
+    def session(self) -> requests.Session:
+        session = requests.Session()
+        session.verify = str(self.ca)
+        return session
+
+    def worker_pids(self) -> frozenset[int]:
+        """PIDs of the gunicorn workers (the master's children)."""
+        children = set()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                stat = (entry / "stat").read_text()
+                # the command may contain spaces and parentheses: the ppid follows the last ')'
+                fields = stat[stat.rindex(")") + 2 :].split()
+                if int(fields[1]) == self.process.pid and fields[0] != "Z":
+                    children.add(int(entry.name))
+        return frozenset(children)
+
+    def log_lines(self) -> list[str]:
+        return self.stderr.read_text(encoding="utf-8", errors="replace").splitlines()
+
+    def json_logs(self) -> list[dict[str, Any]]:
+        """The structured (JSON) lines of the log; gunicorn's own lines are plain text."""
+        entries = []
+        for line in self.log_lines():
+            if line.startswith("{"):
+                entries.append(json.loads(line))
+        return entries
+
+    def post_review(self, body: dict[str, Any], path: str = "/validate") -> dict[str, Any]:
+        """POST one AdmissionReview on a fresh connection; the response document."""
+        answer = requests.post(self.url(path), json=body, verify=str(self.ca), timeout=10)
+        answer.raise_for_status()
+        document: dict[str, Any] = answer.json()
+        return document
+
+
+def start(
+    tmp: Path,
+    *,
+    args: Sequence[str] = (),
+    bare: bool = False,
+    port: int | None = None,
+    ca: Path | None = None,
+    env: dict[str, str] | None = None,
+    ready_path: str = "/readyz",
+) -> Service:
+    """Start `python -m hotplug_guard serve`; return once `ready_path` answers 200.
+
+    Unless `bare`, a free port (`--bind`) and a certificate directory under `tmp`
+    (`--cert-dir`, unless `args` has one) are added; a bare command line is run as
+    given and `port` and `ca` say where it will listen and which CA it will create.
+    """
+    port = port or free_port()
+    command = [sys.executable, "-m", "hotplug_guard", "serve"]
+    cert_dir = tmp / "certs"
+    if "--cert-dir" in args:
+        cert_dir = Path(args[list(args).index("--cert-dir") + 1])
+    if not bare:
+        command += ["--bind", f"127.0.0.1:{port}"]
+        if "--cert-dir" not in args:
+            command += ["--cert-dir", str(cert_dir)]
+    stdout, stderr = tmp / f"serve-{port}.out", tmp / f"serve-{port}.err"
+    environment = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    with stdout.open("wb") as out, stderr.open("wb") as err:
+        process = subprocess.Popen(
+            [*command, *args], cwd=REPO, env=environment, stdout=out, stderr=err
+        )
+    service = Service(
+        process=process,
+        base_url=f"https://127.0.0.1:{port}",
+        ca=ca or cert_dir / "ca.crt",
+        stdout=stdout,
+        stderr=stderr,
+    )
+    try:
+        _wait_ready(service, ready_path)
+    except BaseException:
+        stop(service)
+        raise
+    return service
+
+
+def stop(service: Service) -> None:
+    """Terminate gracefully, then kill; never leave the process tree behind."""
+    if service.process.poll() is None:
+        service.process.send_signal(signal.SIGTERM)
+        try:
+            service.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            for pid in service.worker_pids():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            service.process.kill()
+            service.process.wait(timeout=5)
+
+
+def _wait_ready(service: Service, path: str) -> None:
+    deadline = time.monotonic() + READY_SECONDS
+    last = "not started"
+    while time.monotonic() < deadline:
+        if service.process.poll() is not None:
+            raise RuntimeError(
+                f"serve exited with {service.process.returncode}:\n"
+                + service.stderr.read_text(errors="replace")[-4000:]
+            )
+        if service.ca.is_file():
+            try:
+                answer = requests.get(service.url(path), verify=str(service.ca), timeout=2)
+                if answer.status_code == 200:
+                    return
+                last = f"HTTP {answer.status_code}"
+            except requests.RequestException as error:
+                last = str(error)
+        time.sleep(0.1)
+    raise RuntimeError(f"serve not ready after {READY_SECONDS}s: {last}")
