@@ -1,0 +1,172 @@
+"""The offline CLI contract: exit codes, JSON output and errors that name file and line."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonpatch
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+CASES = Path(__file__).parent / "cases"
+
+
+def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hotplug_guard", *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def check(new: str, *extra: str | Path) -> subprocess.CompletedProcess[str]:
+    return run("check", "--old", EXAMPLES / "vm-running.yaml", "--new", EXAMPLES / new, *extra)
+
+
+def test_allowed_plug_exits_zero_and_json_carries_the_patched_object() -> None:
+    result = check(
+        "vm-plug-bridge.yaml", "--context", EXAMPLES / "context.yaml", "--output", "json"
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert set(report) == {"allowed", "causes", "warnings", "audit", "patch", "object"}
+    assert report["allowed"] is True
+    assert report["causes"] == []
+    new = yaml.safe_load((EXAMPLES / "vm-plug-bridge.yaml").read_text())
+    assert jsonpatch.apply_patch(new, report["patch"]) == report["object"]
+    request = json.loads(report["object"]["metadata"]["annotations"]["hotplug-guard.io/request"])
+    assert request["plug"] == ["dyniface1"]
+
+
+def test_denied_plug_exits_one_and_names_rule_field_and_fix() -> None:
+    result = check("vm-plug-masquerade.yaml", "--output", "json")
+    assert result.returncode == 1
+    causes = json.loads(result.stdout)["causes"]
+    binding = next(c for c in causes if c["rule"] == "plug-binding")
+    assert binding["type"] == "FieldValueForbidden"
+    assert binding["field"] == "spec.template.spec.domain.devices.interfaces[1]"
+    assert "use 'bridge: {}'" in binding["message"]
+
+
+def test_text_output_lists_denials() -> None:
+    result = check("vm-plug-masquerade.yaml")
+    assert result.returncode == 1
+    assert result.stdout.startswith("DENIED")
+    assert "deny  plug-binding:" in result.stdout
+
+
+def test_without_old_the_request_is_a_create() -> None:
+    result = run("check", "--new", EXAMPLES / "vm-plug-bridge.yaml", "--output", "json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["patch"] == []
+
+
+def test_exempt_user_skips_hot_plug_rules() -> None:
+    user = "system:serviceaccount:kubevirt:kubevirt-controller"
+    result = check("vm-plug-masquerade.yaml", "--user", user, "--output", "json")
+    rules = {c["rule"] for c in json.loads(result.stdout)["causes"]}
+    assert rules == {"kubevirt-spec"}
+
+
+def test_config_file_changes_rule_actions(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("rules:\n  plug-binding: warn\n  kubevirt-spec: audit\n")
+    result = check("vm-plug-masquerade.yaml", "--config", config, "--output", "json")
+    assert result.returncode == 0, result.stdout
+    report = json.loads(result.stdout)
+    assert any(w.startswith("plug-binding: ") for w in report["warnings"])
+    assert [a["rule"] for a in report["audit"]] == ["kubevirt-spec"]
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("rules:\n  plug-binding: maybe\n", r"config.yaml:2: rules.plug-binding: must be one of"),
+        ("rules:\n  no-such-rule: warn\n", r"config.yaml:2: rules.no-such-rule: unknown rule"),
+        ("hotplugSlots: -1\n", r"config.yaml:1: hotplugSlots: must be at least 0"),
+        ("rules: [\n", r"config.yaml:2: invalid YAML"),
+        ("colour: blue\n", r"config.yaml:1: colour: unknown key"),
+    ],
+)
+def test_bad_config_exits_two_naming_file_and_line(
+    tmp_path: Path, content: str, expected: str
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(content)
+    result = check("vm-plug-bridge.yaml", "--config", config)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    assert re.search(expected, result.stderr), result.stderr
+
+
+def test_bad_object_files_exit_two(tmp_path: Path) -> None:
+    missing = run("check", "--new", tmp_path / "nope.yaml")
+    assert missing.returncode == 2
+    assert "nope.yaml: no such file" in missing.stderr
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("apiVersion: v1\nkind: [unclosed\n")
+    result = run("check", "--new", broken)
+    assert result.returncode == 2
+    assert "broken.yaml:3: invalid YAML" in result.stderr
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("just a string\n")
+    assert "must be a Kubernetes object" in run("check", "--new", scalar).stderr
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    assert "not UTF-8" in run("check", "--new", binary).stderr
+
+
+def test_bad_context_names_the_entry(tmp_path: Path) -> None:
+    context = tmp_path / "ctx.yaml"
+    context.write_text("networkAttachmentDefinitions:\n- default/a\n- just-a-name\n")
+    result = check("vm-plug-bridge.yaml", "--context", context)
+    assert result.returncode == 2
+    assert "ctx.yaml:3: networkAttachmentDefinitions.1: must be 'namespace/name'" in result.stderr
+
+
+def test_test_command_runs_the_project_cases() -> None:
+    result = run("test", CASES)
+    assert result.returncode == 0, result.stdout[-2000:]
+    summary = result.stdout.strip().splitlines()[-1]
+    passed = int(summary.split()[0])
+    assert passed == len(list(CASES.glob("*.yaml")))
+    assert summary.endswith("passed, 0 failed")
+
+
+def test_test_command_fails_on_a_wrong_expectation(tmp_path: Path) -> None:
+    case = (CASES / "plug-model-e1000-denied.yaml").read_text()
+    case = case.replace("../../fixtures", str(ROOT / "tests" / "fixtures"))
+    (tmp_path / "good.yaml").write_text(case)
+    (tmp_path / "wrong.yaml").write_text(case.replace("allowed: false", "allowed: true"))
+    (tmp_path / "broken.yaml").write_text("expect: {allowed: true}\nnew: [1]\n")
+    result = run("test", tmp_path)
+    assert result.returncode == 1
+    assert "PASS  good" in result.stdout
+    assert "FAIL  wrong" in result.stdout
+    assert "allowed: expected True, got False" in result.stdout
+    assert "ERROR broken:" in result.stdout
+    assert result.stdout.strip().endswith("1 passed, 2 failed")
+
+
+def test_config_prints_the_shipped_defaults() -> None:
+    from policy import PolicyConfig, parse_config
+
+    result = run("config")
+    assert result.returncode == 0
+    assert parse_config(yaml.safe_load(result.stdout)) == PolicyConfig()
+
+
+def test_rules_lists_every_rule() -> None:
+    from policy import CATALOGUE
+
+    result = run("rules")
+    assert [line.split()[0] for line in result.stdout.splitlines()] == [i.id for i in CATALOGUE]
