@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from certs.issuance import KeySpec
+from certs.issuance import DEFAULT_KEYS, KeySpec
 from certs.material import (
     CA_CERT,
     CA_KEY,
@@ -37,7 +37,7 @@ from certs.material import (
 )
 from certs.names import parse_hosts
 from certs.renewal import renew
-from certs.rotation import RotationPolicy
+from certs.rotation import DEFAULT_POLICY, RotationPolicy
 
 KEY_MODE = 0o600
 CERTIFICATE_MODE = 0o644
@@ -76,11 +76,35 @@ def ensure_local(
             read_material(directory),
             hosts=parse_hosts(hosts),
             now=now or datetime.now(UTC),
-            policy=RotationPolicy(),
-            key_spec=KeySpec(),
+            policy=DEFAULT_POLICY,
+            key_spec=DEFAULT_KEYS,
         )
         write_material(directory, renewal.material, with_authority_key=True)
     return ServingFiles.in_directory(directory)
+
+
+def generate_local(
+    directory: Path,
+    *,
+    hosts: Sequence[str],
+    key_spec: KeySpec = DEFAULT_KEYS,
+    policy: RotationPolicy = DEFAULT_POLICY,
+    now: datetime | None = None,
+) -> ServingFiles:
+    """Write a brand-new CA and serving certificate for `hosts` to `directory`, replacing any.
+
+    Files are replaced in the documented order, so a server reading the directory
+    can be handed a complete rotation (new CA and certificate) while it runs.
+    """
+    with _locked(directory):
+        renewal = renew(
+            Material(),
+            hosts=parse_hosts(hosts),
+            now=now or datetime.now(UTC),
+            policy=policy,
+            key_spec=key_spec,
+        )
+        return write_material(directory, renewal.material, with_authority_key=True)
 
 
 def read_material(directory: Path) -> Material:
@@ -137,12 +161,12 @@ def make_private_directory(directory: Path) -> None:
 def _locked(directory: Path) -> Iterator[None]:
     """Hold an exclusive lock on `directory` so two processes never interleave their writes."""
     make_private_directory(directory)
-    with open(directory / LOCK_FILE, "a", encoding="utf-8") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    descriptor = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, KEY_MODE)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # closing releases the lock
 
 
 def _sync_directory(directory: Path) -> None:

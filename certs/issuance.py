@@ -47,6 +47,9 @@ class KeySpec:
             )
 
 
+DEFAULT_KEYS = KeySpec()
+
+
 def generate_key(spec: KeySpec) -> PrivateKey:
     """A fresh private key of the requested type."""
     if spec.type is KeyType.RSA:

@@ -45,16 +45,24 @@ def renew(
     now: datetime,
     policy: RotationPolicy,
     key_spec: KeySpec,
+    published: frozenset[str] | None = None,
 ) -> Renewal:
-    """Material whose CA and serving certificate are valid for `hosts` at `now`."""
-    actions = plan_rotation(describe(material, hosts=hosts), now, policy)
+    """Material whose CA and serving certificate are valid for `hosts` at `now`.
+
+    `published` holds the fingerprints of the CAs that clients trust already (None:
+    nothing to publish to, every CA counts as trusted).
+    """
+    state = describe(material, hosts=hosts, published=published)
+    actions = plan_rotation(state, now, policy)
     renewed = material
     for action in actions:
         renewed = _carry_out(action, renewed, hosts=hosts, now=now, policy=policy, spec=key_spec)
     return Renewal(material=renewed, actions=actions)
 
 
-def describe(material: Material, *, hosts: Hosts) -> RotationState:
+def describe(
+    material: Material, *, hosts: Hosts, published: frozenset[str] | None = None
+) -> RotationState:
     """The planner's view of `material`: fingerprints, validity, who signed what."""
     views = tuple(
         AuthorityView(fingerprint=fingerprint(ca), validity=_validity(ca))
@@ -65,6 +73,9 @@ def describe(material: Material, *, hosts: Hosts) -> RotationState:
         signing=views[0] if has_signing else None,
         retired=views[1:] if has_signing else views,
         serving=_serving_view(material, hosts),
+        unpublished=frozenset()
+        if published is None
+        else frozenset(view.fingerprint for view in views) - published,
     )
 
 

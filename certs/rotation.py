@@ -11,7 +11,9 @@ three steps so that no TLS handshake fails on the way:
 3. after another `overlap` (long enough for every replica to load it), the old CA
    leaves the bundle.
 
-Times are measured from certificates' notBefore. A serving certificate that is only
+Times are measured from certificates' notBefore; where the bundle is published
+(webhook configurations), step 2 also waits until the new CA is seen there.
+A serving certificate that is only
 *due* waits for step 2; one that is unusable (missing, expired, for other names,
 signed by a CA outside the bundle) is replaced at once, since nothing is lost.
 """
@@ -35,6 +37,8 @@ class RotationPolicy:
     overlap: timedelta = timedelta(days=1)
 
     def __post_init__(self) -> None:
+        if min(self.authority_lifetime, self.serving_lifetime) <= timedelta(0):
+            raise CertificateSettingsError("certificate lifetimes must be positive")
         if self.overlap <= timedelta(0):
             raise CertificateSettingsError("the overlap must be positive")
         # a due serving certificate may wait up to one overlap for a CA rotation
@@ -49,6 +53,9 @@ class RotationPolicy:
                 f"the CA lifetime ({self.authority_lifetime}) is too short: its last third must "
                 f"outlast a serving certificate ({self.serving_lifetime}) and two overlaps"
             )
+
+
+DEFAULT_POLICY = RotationPolicy()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,6 +98,8 @@ class RotationState:
     signing: AuthorityView | None
     retired: tuple[AuthorityView, ...] = ()
     serving: ServingView | None = None
+    # CAs that clients are not yet known to trust (missing from a webhook caBundle)
+    unpublished: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -127,7 +136,6 @@ def plan_rotation(
     if authority_reason is not None:
         actions.append(IssueAuthority(reason=authority_reason))
     signing = None if authority_reason is not None else state.signing
-    signing_since = now if signing is None else signing.validity.not_before
     previous = state.retired
     if authority_reason is not None and state.signing is not None:
         previous = (state.signing, *previous)
@@ -137,8 +145,13 @@ def plan_rotation(
     kept = {ca.fingerprint for ca in previous} - expired
     trusted = kept | ({signing.fingerprint} if signing is not None else set())
 
+    bundle_propagated = (
+        signing is not None
+        and signing.fingerprint not in state.unpublished
+        and now >= signing.validity.not_before + policy.overlap
+    )
     serving_reason = _serving_reason(
-        state.serving, now, policy, trusted=trusted, signing=signing, signing_since=signing_since
+        state.serving, now, trusted=trusted, signing=signing, bundle_propagated=bundle_propagated
     )
     if serving_reason is not None or state.serving is None:
         actions.append(IssueServing(reason=serving_reason or "no serving certificate"))
@@ -167,11 +180,10 @@ def _authority_reason(state: RotationState, now: datetime) -> str | None:
 def _serving_reason(
     serving: ServingView | None,
     now: datetime,
-    policy: RotationPolicy,
     *,
     trusted: set[str],
     signing: AuthorityView | None,
-    signing_since: datetime,
+    bundle_propagated: bool,
 ) -> str | None:
     """Why a new serving certificate is needed, or None."""
     if serving is None:
@@ -185,7 +197,7 @@ def _serving_reason(
     signed_by_current = signing is not None and serving.issuer == signing.fingerprint
     if not signed_by_current:
         # step 2 of a CA rotation; a due renewal waits for it rather than use the new CA early
-        if now >= signing_since + policy.overlap:
+        if bundle_propagated:
             return "CA rotation: the new CA has been in the bundle for the overlap"
         return None
     if serving.validity.due(now):
