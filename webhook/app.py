@@ -34,6 +34,7 @@ from webhook.reviews import (
 
 MAX_BODY_BYTES = 7 * 1024 * 1024
 """Larger bodies get HTTP 413; kube-apiserver's own request limit keeps reviews far below."""
+DRAIN_BYTES = 64 * 1024
 DEFAULT_TIMEOUT_SECONDS = 10.0
 """kube-apiserver's default `timeoutSeconds`, used when the request has no `?timeout=`."""
 TIMEOUT_MARGIN_SECONDS = 0.5
@@ -125,6 +126,9 @@ def _read_body(http: Request) -> bytes:
         raise RequestError(413, f"body of {http.content_length} bytes exceeds {MAX_BODY_BYTES}")
     body = http.stream.read(MAX_BODY_BYTES + 1)
     if len(body) > MAX_BODY_BYTES:
+        # take in a little more, so a client that sent just over the limit reads the answer
+        # instead of a connection reset from unread data
+        http.stream.read(DRAIN_BYTES)
         raise RequestError(413, f"body exceeds {MAX_BODY_BYTES} bytes")
     return body
 
