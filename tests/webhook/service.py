@@ -44,6 +44,8 @@ class Service:
 
     def session(self) -> requests.Session:
         session = requests.Session()
+        # REQUESTS_CA_BUNDLE in the environment would override session.verify
+        session.trust_env = False
         session.verify = str(self.ca)
         return session
 
