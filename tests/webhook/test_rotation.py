@@ -20,8 +20,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from certs.directory import write_atomic, write_material
-from certs.issuance import KeySpec, generate_key, issue_authority, issue_serving
-from certs.material import Material, PrivateKey, render_material
+from certs.issuance import KeySpec, PrivateKey, generate_key, issue_authority, issue_serving
+from certs.material import Material, render_material
 from certs.names import parse_hosts
 from tests.webhook import service
 from tests.webhook.objects import hotplug_review
