@@ -152,9 +152,12 @@ def write_atomic(path: Path, data: bytes, *, mode: int) -> None:
 
 def make_private_directory(directory: Path) -> None:
     """Create `directory` readable by its owner only; an existing directory is left as it is."""
-    if not directory.is_dir():
-        directory.mkdir(mode=DIRECTORY_MODE, parents=True)
-        directory.chmod(DIRECTORY_MODE)  # mkdir's mode is filtered by the umask
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(mode=DIRECTORY_MODE)
+    except FileExistsError:
+        return
+    directory.chmod(DIRECTORY_MODE)  # mkdir's mode is filtered by the umask
 
 
 @contextlib.contextmanager

@@ -31,7 +31,10 @@ CERTIFICATE_EXPIRY_SECONDS = Gauge(
 
 def certificate_expiry(path: Path) -> datetime:
     """The notAfter (UTC) of the first certificate in the PEM file at `path`."""
-    return first_certificate(path.read_bytes()).not_valid_after_utc
+    try:
+        return first_certificate(path.read_bytes()).not_valid_after_utc
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
 
 
 def record_expiry(

@@ -69,7 +69,9 @@ def render_material(material: Material, *, with_authority_key: bool) -> dict[str
 
 def first_certificate(pem: bytes) -> x509.Certificate:
     """The first certificate in PEM data; ValueError when there is none."""
-    certificates = x509.load_pem_x509_certificates(pem)
+    certificates = _parse_certificates(pem)
+    if not certificates:
+        raise ValueError("no PEM certificate found")
     return certificates[0]
 
 
