@@ -54,10 +54,13 @@ class Changes:
 NO_CHANGES = Changes()
 
 
-def diff(old: Spec, new: Spec) -> Changes:
+def diff(old: Spec, new: Spec, *, running: Spec | None = None) -> Changes:
     """Compare two specs interface by interface and network by network.
 
     The new spec is parsed in full; the old one is only looked up by name.
+    `running` is the VMI's spec when known: an interface absent in the old spec
+    that KubeVirt already removed from the VMI comes back as a new hot plug,
+    not as a cancelled unplug.
     """
     old_ifaces = old.raw_interfaces
     old_nets = old.raw_networks
@@ -88,7 +91,10 @@ def diff(old: Spec, new: Spec) -> Changes:
         if iface.absent and not was_absent:
             unplugged.append(iface)
         elif was_absent and not iface.absent:
-            cancelled.append(iface)
+            if running is None or name in running.raw_interfaces:
+                cancelled.append(iface)
+            else:
+                plugged.append(iface)
         fields = _changed_fields(before, iface.raw, ignore="state")
         if fields:
             modified.append(Modification(name=name, interface=iface, network=None, fields=fields))

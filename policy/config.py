@@ -181,7 +181,10 @@ def _parse_rules(data: object, current: Mapping[str, Action]) -> Mapping[str, Ac
         if rule not in rules:
             known = ", ".join(info.id.value for info in CATALOGUE)
             raise ConfigError(("rules", str(rule)), f"unknown rule; known rules: {known}")
-        rules[rule] = _parse_enum(action, ("rules", rule), Action)
+        # YAML 1.1 reads an unquoted `off` as false; take it as meant.
+        rules[rule] = (
+            Action.OFF if action is False else _parse_enum(action, ("rules", rule), Action)
+        )
     return rules
 
 

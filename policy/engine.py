@@ -63,7 +63,8 @@ def evaluate(
     warnings: list[str] = []
     ops: list[PatchOp] = []
     spec = new.spec
-    changes = diff(old.spec, spec) if old is not None else NO_CHANGES
+    running_spec = vmi.spec if vmi is not None else None
+    changes = diff(old.spec, spec, running=running_spec) if old is not None else NO_CHANGES
     hot = running and not exempt and old is not None
 
     if hot and old is not None:
@@ -167,7 +168,7 @@ def _convert(
             "of deleted; KubeVirt removes it when done"
         )
     converted = parse_spec(conversion.spec)
-    return converted, diff(old.spec, converted)
+    return converted, diff(old.spec, converted, running=vmi.spec if vmi is not None else None)
 
 
 def _desired_annotations(

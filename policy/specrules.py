@@ -108,7 +108,7 @@ def _states(spec: Spec) -> Iterator[Cause]:
                 f'"{iface.name}" interface\'s state "{iface.state}" is not supported '
                 "for SR-IOV NICs",
             )
-        if iface.absent and iface.binding is not Binding.BRIDGE:
+        if iface.absent and Binding.BRIDGE not in iface.bindings:
             yield _cause(
                 CauseType.INVALID,
                 field,
@@ -137,7 +137,7 @@ def _bindings(spec: Spec, kubevirt: Mapping[str, Any] | None) -> Iterator[Cause]
         if Binding.MASQUERADE in iface.bindings:
             # KubeVirt looks the network up in a Go map: a missing one is a zero
             # value without a pod source, so it is reported here too.
-            if net is None or not net.pod:
+            if net is None or "pod" not in net.sources:
                 yield _cause(
                     CauseType.INVALID,
                     paths.interface(iface.position, "name"),
@@ -153,7 +153,7 @@ def _bindings(spec: Spec, kubevirt: Mapping[str, Any] | None) -> Iterator[Cause]
         if (
             Binding.BRIDGE in iface.bindings
             and net is not None
-            and net.pod
+            and "pod" in net.sources
             and not permit_pod_bridge
         ):
             yield _cause(
@@ -161,7 +161,7 @@ def _bindings(spec: Spec, kubevirt: Mapping[str, Any] | None) -> Iterator[Cause]
                 paths.interface(iface.position, "name"),
                 "Bridge on pod network configuration is not enabled under kubevirt-config",
             )
-        if Binding.PASST_BINDING in iface.bindings and (net is None or not net.pod):
+        if Binding.PASST_BINDING in iface.bindings and (net is None or "pod" not in net.sources):
             yield _cause(
                 CauseType.INVALID,
                 paths.interface(iface.position, "name"),

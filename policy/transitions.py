@@ -252,19 +252,24 @@ def check_pci_slots(s: Situation) -> Iterator[Cause]:
     if not s.changes.plugged:
         return
     cap = s.capacity
-    # Ports reserved at boot that no hot plugged interface occupies yet; an occupied
-    # port is counted with the interfaces.
-    occupied = len(cap.hotplugged) + len(s.changes.plugged)
+    # A plug into a port KubeVirt reserved at boot takes no new slot; only plugs
+    # beyond the free reserved ports add devices to the bus.
     reserved = 0 if cap.root_complex or not cap.booted else max(0, cap.slots - cap.booted)
-    estimate = estimate_pci(s.spec, reserved_ports=max(0, reserved - occupied))
+    free_before = max(0, reserved - len(cap.hotplugged))
+    free_after = max(0, free_before - len(s.changes.plugged))
+    added = len(s.changes.plugged) - (free_before - free_after)
+    if added <= 0:
+        return
+    estimate = estimate_pci(s.spec, reserved_ports=free_after)
     if estimate.total <= s.config.pci_slots:
         return
     iface = s.changes.plugged[-1]
     yield _cause(
         RuleId.PCI_SLOTS,
         paths.interface(iface.position),
-        f"'{iface.name}' would need an estimated {estimate.total} of {s.config.pci_slots} PCI "
-        f"slots ({estimate.describe()}); remove a device or {AUTO_RESTART_HINT}",
+        f"'{iface.name}' needs a new PCI slot but the VM would use an estimated "
+        f"{estimate.total} of {s.config.pci_slots} ({estimate.describe()}); remove a device "
+        f"or {AUTO_RESTART_HINT}",
     )
 
 

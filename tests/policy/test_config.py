@@ -1,0 +1,54 @@
+"""Config parsing: defaults, overrides and errors that name the key."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from policy import Action, ConfigError, PolicyConfig, RuleId, parse_config, render_config
+from policy.config import KUBEVIRT_CONTROLLERS, PRODUCT_CONTROLLER
+
+
+def test_shipped_file_equals_the_built_in_defaults() -> None:
+    from hotplug_guard.files import default_config_text
+
+    assert parse_config(yaml.safe_load(default_config_text())) == PolicyConfig()
+
+
+def test_render_round_trips() -> None:
+    config = parse_config({"rules": {"plug-model": "audit"}, "hotplugSlots": 8})
+    assert parse_config(render_config(config)) == config
+
+
+def test_unquoted_yaml_off_switches_a_rule_off() -> None:
+    config = parse_config(yaml.safe_load("rules:\n  restart-required: off\n"))
+    assert config.action(RuleId.RESTART_REQUIRED) is Action.OFF
+
+
+def test_overrides_keep_other_defaults() -> None:
+    config = PolicyConfig().with_overrides({"rules": {"plug-model": "warn"}})
+    assert config.action(RuleId.PLUG_MODEL) is Action.WARN
+    assert config.action(RuleId.PLUG_BINDING) is Action.ENFORCE
+    assert set(config.exemptions.usernames) == {*KUBEVIRT_CONTROLLERS, PRODUCT_CONTROLLER}
+
+
+@pytest.mark.parametrize(
+    ("data", "path", "message"),
+    [
+        ([], (), "must be a mapping"),
+        ({"rules": {"nope": "warn"}}, ("rules", "nope"), "unknown rule"),
+        ({"rules": {"plug-model": "block"}}, ("rules", "plug-model"), "must be one of"),
+        ({"rules": {"plug-model": True}}, ("rules", "plug-model"), "got bool"),
+        ({"hotplugSlots": "4"}, ("hotplugSlots",), "must be an integer"),
+        ({"pciSlots": 0}, ("pciSlots",), "at least 1"),
+        ({"allowSriovPlug": "yes"}, ("allowSriovPlug",), "true or false"),
+        ({"exemptions": {"users": []}}, ("exemptions", "users"), "unknown key"),
+        ({"exemptions": {"groups": "admins"}}, ("exemptions", "groups"), "list of strings"),
+        ({"onPlainRemoval": "keep"}, ("onPlainRemoval",), "convert, deny, allow"),
+    ],
+)
+def test_errors_name_the_key(data: object, path: tuple[str, ...], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    assert caught.value.path == path
+    assert message in caught.value.message
