@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-
 from hotplug_guard.cases import case_files, load_case, run_case
 from hotplug_guard.checking import CheckResult, PatchFailed, check
 from hotplug_guard.errors import UsageError
