@@ -1,0 +1,201 @@
+"""The real service with cluster context from the fake API server (`serve --kubeconfig`)."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.harness.admission_emulator import AdmissionEmulator, Outcome, Webhook
+from tests.harness.fake_apiserver import FakeApiServer
+from tests.webhook import service
+from tests.webhook.objects import NAMESPACE, fixture, hotplug_review, running, with_bridge_nics
+from tests.webhook.service import Service
+
+Object = dict[str, Any]
+
+
+def running_vmi() -> Object:
+    """The VMI of vm-fedora before any hot plug: one masquerade interface, live migratable."""
+    vmi = fixture("vmi-status-hotplug-pending")
+    vmi["spec"]["domain"]["devices"]["interfaces"] = vmi["spec"]["domain"]["devices"]["interfaces"][
+        :1
+    ]
+    vmi["spec"]["networks"] = vmi["spec"]["networks"][:1]
+    vmi["status"]["conditions"] = [
+        c for c in vmi["status"]["conditions"] if c["type"] != "MigrationRequired"
+    ]
+    return vmi
+
+
+def seeded(server: FakeApiServer) -> FakeApiServer:
+    nad = fixture("nad-new-fancy-net")
+    nad["metadata"]["namespace"] = NAMESPACE
+    server.put(nad)
+    server.put(running_vmi())
+    return server
+
+
+def metric(served: Service, name: str) -> float:
+    text = requests.get(served.url("/metrics"), verify=str(served.ca), timeout=5).text
+    (line,) = [line for line in text.splitlines() if line.startswith(f"{name} ")]
+    return float(line.rsplit(" ", 1)[1])
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeApiServer]:
+    with FakeApiServer(bookmark_interval=0.5) as server:
+        yield seeded(server)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, fake: FakeApiServer) -> Iterator[Service]:
+    tmp = tmp_path_factory.mktemp("cluster")
+    kubeconfig = fake.write_kubeconfig(tmp / "kubeconfig")
+    running_service = service.start(tmp, args=("--kubeconfig", str(kubeconfig)))
+    try:
+        yield running_service
+    finally:
+        service.stop(running_service)
+
+
+@pytest.fixture(scope="module")
+def offline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    running_service = service.start(tmp_path_factory.mktemp("offline"), args=("--offline",))
+    try:
+        yield running_service
+    finally:
+        service.stop(running_service)
+
+
+def plug(served: Service, network: str) -> Outcome:
+    old = running(fixture("vm-fedora-masquerade-only"))
+    new = with_bridge_nics(old, ["nic1"], network=network)
+    emulator = AdmissionEmulator(
+        mutating=(Webhook(name="mutate.hotplug-guard.io", url=served.url("/mutate")),),
+        validating=(Webhook(name="validate.hotplug-guard.io", url=served.url("/validate")),),
+        ca_file=served.ca,
+    )
+    return emulator.admit(operation="UPDATE", new=new, old=old)
+
+
+def test_a_nad_that_does_not_exist_is_denied_when_the_caches_are_synced(served: Service) -> None:
+    outcome = plug(served, "missing-net")
+    assert not outcome.allowed
+    assert "nad-exists: spec.template.spec" in outcome.message
+    assert "NetworkAttachmentDefinition 'default/missing-net' for 'nic1' does not exist" in (
+        outcome.message
+    )
+
+
+def test_a_nad_that_exists_is_allowed_without_a_warning(served: Service) -> None:
+    outcome = plug(served, "new-fancy-net")
+    assert outcome.allowed, outcome.message
+    assert not any(text.startswith("nad-exists") for text in outcome.warnings)
+
+
+def test_offline_the_same_missing_nad_is_only_a_warning(offline: Service) -> None:
+    outcome = plug(offline, "missing-net")
+    assert outcome.allowed, outcome.message
+    assert any(text.startswith("nad-exists: cannot verify") for text in outcome.warnings)
+
+
+def test_a_nad_created_later_is_seen_through_the_watch(
+    served: Service, fake: FakeApiServer
+) -> None:
+    nad = fixture("nad-new-fancy-net")
+    nad["metadata"].update(namespace=NAMESPACE, name="late-net")
+    fake.put(nad)
+    deadline = time.monotonic() + 10
+    while not plug(served, "late-net").allowed:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_reviews_make_no_api_call_once_the_caches_are_synced(
+    served: Service, fake: FakeApiServer
+) -> None:
+    fake.clear_requests()
+    with served.session() as session:
+        for index in range(30):
+            answer = session.post(served.url("/validate"), json=hotplug_review(uid=f"hot-{index}"))
+            assert answer.status_code == 200
+    assert [r for r in fake.requests if r.verb != "watch"] == []
+
+
+def test_context_ready_is_reported_by_metrics_and_readyz(served: Service, offline: Service) -> None:
+    assert metric(served, "hotplug_guard_context_ready") == 1.0
+    assert metric(offline, "hotplug_guard_context_ready") == 0.0
+    assert requests.get(served.url("/readyz"), verify=str(served.ca), timeout=5).status_code == 200
+
+
+def test_a_bad_kubeconfig_is_a_usage_error(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-kubeconfig"
+    with pytest.raises(RuntimeError, match="exited with 2"):
+        service.start(tmp_path, args=("--kubeconfig", str(missing)))
+    assert (
+        "cannot use the cluster configuration"
+        in (tmp_path.glob("serve-*.err").__next__()).read_text()
+    )
+
+
+@pytest.fixture
+def slow_fake() -> Iterator[FakeApiServer]:
+    with FakeApiServer(bookmark_interval=0.5) as server:
+        seeded(server)
+        server.inject(
+            verb="list", resource="network-attachment-definitions", status=None, delay=4.0, times=4
+        )
+        yield server
+
+
+@pytest.mark.parametrize("policy", ["warn", "deny"])
+def test_while_caches_sync_reviews_follow_context_unavailable_within_their_timeout(
+    tmp_path: Path, slow_fake: FakeApiServer, policy: str
+) -> None:
+    kubeconfig = slow_fake.write_kubeconfig(tmp_path / "kubeconfig")
+    config = tmp_path / "policy.yaml"
+    config.write_text(f"contextUnavailable: {policy}\n", encoding="utf-8")
+    served = service.start(
+        tmp_path,
+        args=("--kubeconfig", str(kubeconfig), "--config", str(config)),
+        ready_path="/healthz",
+    )
+    try:
+        assert (
+            requests.get(served.url("/readyz"), verify=str(served.ca), timeout=5).status_code == 503
+        )
+        body = hotplug_review(uid="early")
+        started = time.monotonic()
+        answer = requests.post(
+            served.url("/validate?timeout=1s"), json=body, verify=str(served.ca), timeout=5
+        )
+        elapsed = time.monotonic() - started
+        response = answer.json()["response"]
+        assert elapsed < 1.5
+        if policy == "warn":
+            assert response["allowed"] is True
+            assert any("cluster context is not available" in w for w in response["warnings"])
+            assert response["auditAnnotations"] == {"context": "unavailable"}
+        else:
+            assert response["allowed"] is False
+            assert response["status"]["code"] == 503
+            assert "context-unavailable" in response["status"]["message"]
+        unchanged = copy.deepcopy(body)
+        unchanged["request"]["object"] = unchanged["request"]["oldObject"]
+        assert (
+            requests.post(
+                served.url("/validate?timeout=1s"),
+                json=unchanged,
+                verify=str(served.ca),
+                timeout=5,
+            ).json()["response"]["allowed"]
+            is True
+        )
+    finally:
+        service.stop(served)
