@@ -136,9 +136,9 @@ def run_generate(args: argparse.Namespace) -> int:
         )
     hosts = _hosts(args)
     with _settings():
-        files = generate_local(
-            directory, hosts=hosts, key_spec=_key_spec(args), policy=_policy(args)
-        )
+        parse_hosts(hosts)  # every input is checked before anything is written
+        key_spec, policy = _key_spec(args), _policy(args)
+    files = generate_local(directory, hosts=hosts, key_spec=key_spec, policy=policy)
     written = ", ".join(path.name for path in (files.ca, files.cert, files.key))
     print(f"wrote {written} and {CA_KEY} to {directory} for {', '.join(hosts)}")
     return 0
