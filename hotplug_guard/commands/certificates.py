@@ -171,14 +171,14 @@ def run_ensure(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot load the cluster configuration: {error}") from None
     _configure_logging()
     while True:
-        succeeded = ensure_once(api, target, policy=policy, key_spec=key_spec, out=args.out)
+        succeeded = _ensure_once(api, target, policy=policy, key_spec=key_spec, out=args.out)
         if args.once:
             return 0 if succeeded else 1
         # stopping mid-run is safe: every write is atomic and conditional
         time.sleep(args.interval)
 
 
-def ensure_once(
+def _ensure_once(
     api: ApiClient,
     target: ClusterTarget,
     *,
@@ -189,8 +189,6 @@ def ensure_once(
     """One run; failures are logged (the next run retries), never raised."""
     try:
         result = ensure_cluster(api, target, clock=SystemClock(), policy=policy, key_spec=key_spec)
-        if out is not None:
-            write_material(out, result.material, with_authority_key=False)
     except ClusterError as error:
         log.error("cannot ensure certificates: %s", error)
         return False
@@ -205,6 +203,12 @@ def ensure_once(
     except (HTTPError, OSError) as error:
         log.error("cannot ensure certificates: cannot reach the API server: %s", error)
         return False
+    if out is not None:
+        try:
+            write_material(out, result.material, with_authority_key=False)
+        except OSError as error:
+            log.error("cannot write the serving files to %s: %s", out, error)
+            return False
     return True
 
 

@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -263,3 +264,46 @@ def test_ensure_once_and_interval_exclude_each_other(capsys: pytest.CaptureFixtu
 
     assert exited.value.code == 2
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_ensure_without_once_keeps_running_every_interval(
+    fake_apiserver: FakeApiServer, tmp_path: Path
+) -> None:
+    _install_webhooks(fake_apiserver)
+    args = _ensure_args(fake_apiserver.write_kubeconfig(tmp_path / "kubeconfig"), tmp_path / "out")
+    args[args.index("--once")] = "--interval=0.2"
+    loop = subprocess.Popen(
+        [sys.executable, "-m", "hotplug_guard", "certs", *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while _secret_reads(fake_apiserver) < 6 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        still_running = loop.poll() is None
+    finally:
+        loop.terminate()
+        loop.wait(timeout=10)
+
+    assert still_running
+    assert _secret_reads(fake_apiserver) >= 6  # two reads per run: at least three runs
+    assert len(fake_apiserver.objects("v1", "secrets")) == 1
+
+
+def _secret_reads(server: FakeApiServer) -> int:
+    return sum(r.verb == "get" and r.resource == "secrets" for r in server.requests)
+
+
+def test_ensure_reports_an_unreachable_api_server_with_exit_1(
+    fake_apiserver: FakeApiServer, tmp_path: Path
+) -> None:
+    kubeconfig = fake_apiserver.write_kubeconfig(tmp_path / "kubeconfig")
+    fake_apiserver.stop()  # nothing listens on its port any more
+
+    done = _run(*_ensure_args(kubeconfig, tmp_path / "out"))
+
+    assert done.returncode == 1
+    assert "cannot reach the API server" in done.stderr
+    assert not (tmp_path / "out").exists()
