@@ -150,11 +150,14 @@ def plan_rotation(
         and signing.fingerprint not in state.unpublished
         and now >= signing.validity.not_before + policy.overlap
     )
+    if state.serving is None:
+        actions.append(IssueServing(reason="no serving certificate with its key"))
+        return tuple(actions)
     serving_reason = _serving_reason(
         state.serving, now, trusted=trusted, signing=signing, bundle_propagated=bundle_propagated
     )
-    if serving_reason is not None or state.serving is None:
-        actions.append(IssueServing(reason=serving_reason or "no serving certificate"))
+    if serving_reason is not None:
+        actions.append(IssueServing(reason=serving_reason))
         return tuple(actions)  # the old CAs stay for an overlap after the new certificate
     # an old CA leaves once no replica can still be serving a certificate it signed
     if now >= state.serving.validity.not_before + policy.overlap:
@@ -178,16 +181,14 @@ def _authority_reason(state: RotationState, now: datetime) -> str | None:
 
 
 def _serving_reason(
-    serving: ServingView | None,
+    serving: ServingView,
     now: datetime,
     *,
     trusted: set[str],
     signing: AuthorityView | None,
     bundle_propagated: bool,
 ) -> str | None:
-    """Why a new serving certificate is needed, or None."""
-    if serving is None:
-        return "no serving certificate with its key"
+    """Why the serving certificate must be replaced, or None."""
     if serving.validity.expired(now):
         return "serving certificate expired"
     if not serving.names_match:
