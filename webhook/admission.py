@@ -6,6 +6,8 @@ source are injected, which is how tests replace them.
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -15,7 +17,13 @@ import jsonpatch
 from policy import Context, Mode, Operation, PolicyConfig, Review, Verdict
 from policy.config import ContextUnavailable
 from webhook.context import ContextSource, ContextState
-from webhook.reviews import AdmissionRequest, Answer, Disposition, Refusal
+from webhook.reviews import (
+    AdmissionRequest,
+    AdmissionReviewWire,
+    Answer,
+    Disposition,
+    Refusal,
+)
 
 CONTEXT_WARNING = (
     "cluster context is not available yet (caches syncing); checks that need it were skipped"
@@ -70,8 +78,6 @@ class Admission:
             warnings = (CONTEXT_WARNING,)
             audit = {CONTEXT_AUDIT_KEY: "unavailable"}
         verdict = self.evaluate(request.review(), lookup.context, self.config, mode=mode)
-        if mode is Mode.MUTATE and verdict.allowed and verdict.patch:
-            _check_patch(request.object, verdict)
         return Answer(
             disposition=Disposition.EVALUATED, verdict=verdict, warnings=warnings, audit=audit
         )
@@ -114,11 +120,19 @@ def _dig(data: object, *keys: str) -> Any:
     return data
 
 
-def _check_patch(obj: Mapping[str, Any] | None, verdict: Verdict) -> None:
-    """Apply the patch locally: one that fails here would fail in kube-apiserver as an
-    internal error, even with failurePolicy Ignore, so it must never leave the webhook.
+def check_patch(request: AdmissionRequest, document: AdmissionReviewWire) -> None:
+    """Apply the rendered patch to the request's object, as kube-apiserver will.
+
+    A patch that fails here would fail in kube-apiserver as an internal error, even with
+    failurePolicy Ignore, so it must never leave the webhook. The patch is decoded from
+    the rendered response (what is checked is exactly what is sent) and applied in
+    place: the object was decoded for this request alone and is not read again, and
+    copying it would cost more than the whole evaluation.
     """
+    encoded = document["response"].get("patch")
+    if encoded is None:
+        return
     try:
-        jsonpatch.apply_patch(obj, verdict.render_patch())
+        jsonpatch.apply_patch(request.object, json.loads(base64.b64decode(encoded)), in_place=True)
     except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as error:
         raise PatchSelfCheckError(f"engine patch does not apply: {error}") from error

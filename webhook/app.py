@@ -16,7 +16,7 @@ import time
 from flask import Flask, Request, Response, request
 
 from policy import Mode
-from webhook.admission import Admission
+from webhook.admission import Admission, check_patch
 from webhook.logs import REVIEW_LOGGER
 from webhook.metrics import CONTENT_TYPE, Metrics
 from webhook.reviews import (
@@ -73,6 +73,7 @@ def create_app(*, admission: Admission, metrics: Metrics) -> Flask:
         try:
             answer = admission.answer(parsed, mode=mode, deadline=deadline)
             document = render_review(envelope, answer, mode=mode)
+            check_patch(parsed, document)
         except Exception:
             LOG.exception("review failed", extra={"uid": envelope.uid, "endpoint": endpoint})
             metrics.failures.labels(endpoint).inc()
