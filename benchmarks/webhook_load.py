@@ -1,0 +1,321 @@
+"""Load on `hotplug-guard serve` compared with a floor app under the same load.
+
+The floor is the same gunicorn configuration (gthread workers, keep-alive, the
+same TLS context) serving a trivial Flask handler that decodes the review and
+returns it allowed: what any Python webhook on this stack costs before doing
+anything. Both run one after the other on loopback, driven by `wrk` with a
+realistic body (a running 4-NIC VM getting its 4th NIC, ~6 KB), for a bounded
+time each. The script prints req/s, p50 and p99 of both and the ratios against
+the targets (throughput >= 0.9x the floor, p99 <= 1.5x the floor).
+
+Run: `python -m benchmarks.webhook_load [--duration 15] [--connections 16]`.
+Installs `wrk` with apt-get when it is missing (as root). Not a test: numbers
+depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response, request
+
+from benchmarks.webhook_bodies import four_nic_update_bytes
+from certs import ensure_local
+from webhook.server import ServerOptions, serve
+from webhook.tls import ServingContext
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET_THROUGHPUT = 0.9
+TARGET_P99 = 1.5
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Result:
+    name: str
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
+    parser.add_argument("--rounds", type=int, default=3, help="measured runs of each, alternated")
+    parser.add_argument("--warmup", type=int, default=3, help="seconds of load before measuring")
+    parser.add_argument("--connections", type=int, default=16, help="keep-alive connections")
+    parser.add_argument("--load-threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument(
+        "--endpoint", choices=("mutate", "validate"), default="mutate", help="path under load"
+    )
+    parser.add_argument("--floor-server", metavar="HOST:PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--cert-dir", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.floor_server:
+        return run_floor(
+            args.floor_server, args.cert_dir, workers=args.workers, threads=args.threads
+        )
+
+    wrk = ensure_wrk()
+    with tempfile.TemporaryDirectory(prefix="hotplug-guard-bench-") as scratch:
+        tmp = Path(scratch)
+        files = ensure_local(tmp / "certs")
+        body = tmp / "review.json"
+        body.write_bytes(four_nic_update_bytes())
+        script = tmp / "post.lua"
+        script.write_text(
+            'wrk.method = "POST"\n'
+            'wrk.headers["Content-Type"] = "application/json"\n'
+            f'wrk.body = io.open("{body}", "rb"):read("*a")\n',
+            encoding="utf-8",
+        )
+        sizing = ("--workers", str(args.workers), "--threads", str(args.threads))
+        commands = {
+            "floor": [sys.executable, "-m", "benchmarks.webhook_load", *sizing, "--floor-server"],
+            "serve": [
+                sys.executable,
+                "-m",
+                "hotplug_guard",
+                "serve",
+                *sizing,
+                "--offline",
+                "--bind",
+            ],
+        }
+        ports = {name: free_port() for name in commands}
+        with contextlib.ExitStack() as stack:
+            for name, command in commands.items():
+                bind = f"127.0.0.1:{ports[name]}"
+                stack.enter_context(
+                    running([*command, bind, "--cert-dir", str(tmp / "certs")], tmp)
+                )
+            urls = {
+                name: f"https://127.0.0.1:{port}/{args.endpoint}" for name, port in ports.items()
+            }
+            for name, url in urls.items():
+                wait_ready(ports[name], files.ca)
+                check_answer(ports[name], f"/{args.endpoint}", body.read_bytes(), files.ca)
+                load(wrk, url, script, args, seconds=args.warmup)
+            # alternate the two under the same load, so a busy neighbour on the machine hurts both
+            rounds: dict[str, list[Result]] = {name: [] for name in urls}
+            for _ in range(args.rounds):
+                for name, url in urls.items():
+                    rounds[name].append(measure(name, wrk, url, script, args))
+    report(rounds, args)
+    return 0
+
+
+def ensure_wrk() -> str:
+    """The path of `wrk`, installed from the distribution when missing."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() != 0:
+        raise SystemExit("wrk is missing; install it (apt-get install wrk) or run as root")
+    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=environment)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, env=environment)
+    found = shutil.which("wrk")
+    if not found:
+        raise SystemExit("wrk is still missing after apt-get install")
+    return found
+
+
+def run_floor(bind: str, cert_dir: Path, *, workers: int, threads: int) -> int:
+    """The floor: the same gunicorn setup with a handler that only decodes and allows."""
+    files = ServingContext(cert=cert_dir / "tls.crt", key=cert_dir / "tls.key")
+    options = ServerOptions(bind=bind, workers=workers, threads=threads, log_level="warning")
+    return serve(options, tls=files, factory=floor_app)
+
+
+def floor_app() -> Flask:
+    app = Flask("floor")
+
+    def allow() -> Response:
+        review = json.loads(request.get_data())
+        document = {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "response": {"uid": review["request"]["uid"], "allowed": True},
+        }
+        return Response(json.dumps(document), mimetype="application/json")
+
+    app.add_url_rule("/mutate", "mutate", allow, methods=["POST"])
+    app.add_url_rule("/validate", "validate", allow, methods=["POST"])
+    app.add_url_rule("/healthz", "healthz", lambda: "ok\n")
+    return app
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def running(command: list[str], tmp: Path) -> Iterator[subprocess.Popen[bytes]]:
+    log = (tmp / "server.log").open("ab")
+    process = subprocess.Popen(
+        command,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def https_call(port: int, ca: Path, method: str, path: str, body: bytes | None = None) -> bytes:
+    """One HTTPS request on a fresh connection, verified against `ca`; the body if 200."""
+    context = ssl.create_default_context(cafile=str(ca))
+    connection = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=10)
+    try:
+        connection.request(method, path, body=body, headers={"Content-Type": "application/json"})
+        answer = connection.getresponse()
+        payload = answer.read()
+    finally:
+        connection.close()
+    if answer.status != 200:
+        raise OSError(f"{method} {path}: HTTP {answer.status}")
+    return payload
+
+
+def wait_ready(port: int, ca: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            https_call(port, ca, "GET", "/healthz")
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"server on port {port} did not become ready")
+
+
+def check_answer(port: int, path: str, body: bytes, ca: Path) -> None:
+    """One request before the load: the body must be answered with an allowed review."""
+    document: Any = json.loads(https_call(port, ca, "POST", path, body))
+    if document["response"].get("allowed") is not True:
+        raise SystemExit(f"{path} did not allow the benchmark body: {document['response']}")
+
+
+def load(wrk: str, url: str, script: Path, args: argparse.Namespace, *, seconds: int) -> str:
+    command = [
+        wrk,
+        f"-t{args.load_threads}",
+        f"-c{args.connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+    ]
+    return subprocess.run(command, check=True, capture_output=True, text=True).stdout
+
+
+def measure(name: str, wrk: str, url: str, script: Path, args: argparse.Namespace) -> Result:
+    output = load(wrk, url, script, args, seconds=args.duration)
+    errors = sum(
+        int(n)
+        for n in re.findall(
+            r"(?:Non-2xx or 3xx responses|timeout|read|write|connect) (\d+)", output
+        )
+    )
+    return Result(
+        name=name,
+        requests_per_second=float(_field(r"Requests/sec:\s+([\d.]+)", output)),
+        p50_ms=_latency("50%", output),
+        p99_ms=_latency("99%", output),
+        requests=int(_field(r"(\d+) requests in", output)),
+        errors=errors,
+    )
+
+
+def _field(pattern: str, output: str) -> str:
+    match = re.search(pattern, output)
+    if match is None:
+        raise SystemExit(f"unexpected wrk output:\n{output}")
+    return match.group(1)
+
+
+def _latency(percentile: str, output: str) -> float:
+    match = re.search(rf"^\s+{percentile}\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
+    if match is None:
+        raise SystemExit(f"no {percentile} latency in wrk output:\n{output}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def report(rounds: dict[str, list[Result]], args: argparse.Namespace) -> None:
+    """Every run, then the medians and their ratios against the targets."""
+    print(
+        f"POST /{args.endpoint}, {len(four_nic_update_bytes())} byte body, {args.connections} "
+        f"keep-alive connections, {args.rounds} x {args.duration}s each alternated, gunicorn "
+        f"{args.workers} workers x {args.threads} threads, TLS on loopback"
+    )
+    print(f"{'':8}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'requests':>10}{'errors':>8}")
+    for results in zip(*rounds.values(), strict=True):
+        for result in results:
+            _row(result)
+    medians = {
+        name: Result(
+            name=f"{name} med",
+            requests_per_second=statistics.median(r.requests_per_second for r in results),
+            p50_ms=statistics.median(r.p50_ms for r in results),
+            p99_ms=statistics.median(r.p99_ms for r in results),
+            requests=sum(r.requests for r in results),
+            errors=sum(r.errors for r in results),
+        )
+        for name, results in rounds.items()
+    }
+    for median in medians.values():
+        _row(median)
+    floor, served = medians["floor"], medians["serve"]
+    throughput = served.requests_per_second / floor.requests_per_second
+    tail = served.p99_ms / floor.p99_ms
+    print(
+        f"throughput serve/floor {throughput:.2f}x (target >= {TARGET_THROUGHPUT}x: "
+        f"{'met' if throughput >= TARGET_THROUGHPUT else 'missed'}); "
+        f"p99 serve/floor {tail:.2f}x (target <= {TARGET_P99}x: "
+        f"{'met' if tail <= TARGET_P99 else 'missed'})"
+    )
+
+
+def _row(result: Result) -> None:
+    print(
+        f"{result.name:10}{result.requests_per_second:>8.1f}{result.p50_ms:>10.2f}"
+        f"{result.p99_ms:>10.2f}{result.requests:>10}{result.errors:>8}"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
