@@ -4,11 +4,11 @@ The floor is the same gunicorn configuration (gthread workers, keep-alive, the
 same TLS context) serving a trivial Flask handler that decodes the review and
 returns it allowed: what any Python webhook on this stack costs before doing
 anything. Both run one after the other on loopback, driven by `wrk` with a
-realistic body (a running 4-NIC VM getting its 4th NIC, ~6 KB), for a bounded
+realistic body (a running VM getting its 4th NIC, ~3 KB), for a bounded
 time each. The script prints req/s, p50 and p99 of both and the ratios against
 the targets (throughput >= 0.9x the floor, p99 <= 1.5x the floor).
 
-Run: `python -m benchmarks.webhook_load [--duration 15] [--connections 16]`.
+Run: `python -m benchmarks.webhook_load [--duration 10] [--rounds 3] [--connections 16]`.
 Installs `wrk` with apt-get when it is missing (as root). Not a test: numbers
 depend on the machine.
 """
