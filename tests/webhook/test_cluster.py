@@ -144,6 +144,14 @@ def test_a_bad_kubeconfig_is_a_usage_error(tmp_path: Path) -> None:
     )
 
 
+def test_in_cluster_outside_a_pod_is_a_usage_error(tmp_path: Path) -> None:
+    outside = {"KUBERNETES_SERVICE_HOST": "", "KUBERNETES_SERVICE_PORT": ""}
+    with pytest.raises(RuntimeError, match="exited with 2"):
+        service.start(tmp_path, args=("--in-cluster",), env=outside)
+    (log,) = tmp_path.glob("serve-*.err")
+    assert "cannot use the cluster configuration" in log.read_text()
+
+
 @pytest.fixture
 def slow_fake() -> Iterator[FakeApiServer]:
     with FakeApiServer(bookmark_interval=0.5) as server:
