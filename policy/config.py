@@ -8,7 +8,7 @@ the CLI can point at the file line.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -64,6 +64,14 @@ class Exemptions:
     usernames: frozenset[str] = frozenset((*KUBEVIRT_CONTROLLERS, PRODUCT_CONTROLLER))
     groups: frozenset[str] = frozenset()
     namespaces: frozenset[str] = frozenset()
+
+    def cover(self, *, username: str, groups: Iterable[str], namespace: str) -> bool:
+        """True when a request by this user in this namespace is exempt."""
+        return (
+            username in self.usernames
+            or namespace in self.namespaces
+            or not self.groups.isdisjoint(groups)
+        )
 
 
 def _default_actions() -> Mapping[str, Action]:

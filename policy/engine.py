@@ -125,11 +125,10 @@ def evaluate(
 
 
 def _exempt(review: Review, config: PolicyConfig, new: VirtualMachine) -> bool:
-    exemptions = config.exemptions
-    return (
-        review.user.username in exemptions.usernames
-        or any(group in exemptions.groups for group in review.user.groups)
-        or (new.namespace or review.namespace) in exemptions.namespaces
+    return config.exemptions.cover(
+        username=review.user.username,
+        groups=review.user.groups,
+        namespace=new.namespace or review.namespace,
     )
 
 
