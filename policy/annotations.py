@@ -30,6 +30,7 @@ class Phase(enum.StrEnum):
 
 
 FINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.SKIPPED})
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # one encoder: json.dumps builds one per call
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,33 +68,29 @@ class HotplugStatus:
 
 def request_id(vm_uid: str, interfaces: Iterable[tuple[str, bool]]) -> str:
     """Stable 16-hex id of a VM's resulting interface set: (name, absent) pairs."""
-    canonical = json.dumps([vm_uid, sorted(interfaces)], separators=(",", ":"))
+    canonical = _COMPACT.encode([vm_uid, sorted(interfaces)])
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def render_request(request: HotplugRequest) -> str:
-    return json.dumps(
-        {"id": request.id, "plug": list(request.plug), "unplug": list(request.unplug)},
-        separators=(",", ":"),
+    return _COMPACT.encode(
+        {"id": request.id, "plug": list(request.plug), "unplug": list(request.unplug)}
     )
 
 
 def render_ledger(ledger: Ledger) -> str:
-    return json.dumps(
-        {"vmi": ledger.vmi, "interfaces": list(ledger.interfaces)}, separators=(",", ":")
-    )
+    return _COMPACT.encode({"vmi": ledger.vmi, "interfaces": list(ledger.interfaces)})
 
 
 def render_status(status: HotplugStatus) -> str:
-    return json.dumps(
+    return _COMPACT.encode(
         {
             "id": status.id,
             "phase": status.phase.value,
             "migration": status.migration,
             "attempts": status.attempts,
             "message": status.message,
-        },
-        separators=(",", ":"),
+        }
     )
 
 

@@ -91,10 +91,10 @@ def diff(old: Spec, new: Spec, *, running: Spec | None = None) -> Changes:
         if iface.absent and not was_absent:
             unplugged.append(iface)
         elif was_absent and not iface.absent:
-            if running is None or name in running.raw_interfaces:
-                cancelled.append(iface)
-            else:
-                plugged.append(iface)
+            if running is not None and name not in running.raw_interfaces:
+                plugged.append(iface)  # a fresh interface: nothing to compare it with
+                continue
+            cancelled.append(iface)
         fields = _changed_fields(before, iface.raw, ignore="state")
         if fields:
             modified.append(Modification(name=name, interface=iface, network=None, fields=fields))
