@@ -1,0 +1,202 @@
+{{/*
+Names, labels and the parts shared by several templates.
+*/}}
+
+{{- define "hotplug-guard.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+<fullname>: the release name, prefixed with the chart name unless it already
+contains it. Cluster-scoped objects carry it, so two releases never collide.
+Kept to 52 characters so that <fullname>-<suffix> stays a valid name.
+*/}}
+{{- define "hotplug-guard.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 52 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 52 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 52 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "hotplug-guard.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "hotplug-guard.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "hotplug-guard.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "hotplug-guard.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: hotplug-guard
+{{- end }}
+
+{{- define "hotplug-guard.serviceAccountName" -}}
+{{- default (include "hotplug-guard.fullname" .) .Values.serviceAccount.name }}
+{{- end }}
+
+{{- define "hotplug-guard.secretName" -}}
+{{- default (printf "%s-tls" (include "hotplug-guard.fullname" .)) .Values.certs.secretName }}
+{{- end }}
+
+{{/* The serving Certificate cert-manager issues; its CA is injected into the webhooks. */}}
+{{- define "hotplug-guard.servingCertificateName" -}}
+{{- printf "%s-serving" (include "hotplug-guard.fullname" .) }}
+{{- end }}
+
+{{- define "hotplug-guard.selfManagedCerts" -}}
+{{- if eq .Values.certs.mode "self-managed" }}true{{ end }}
+{{- end }}
+
+{{/*
+The pod needs an API token only for what talks to the API server: the cluster
+context of the server and the `certs ensure` containers.
+*/}}
+{{- define "hotplug-guard.needsToken" -}}
+{{- if or .Values.serve.clusterContext (include "hotplug-guard.selfManagedCerts" .) }}true{{ end }}
+{{- end }}
+
+{{- define "hotplug-guard.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* Every container: the restricted Pod Security Standard. */}}
+{{- define "hotplug-guard.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+privileged: false
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* Where the server reads its files. */}}
+{{- define "hotplug-guard.certDir" -}}/tls{{- end }}
+{{- define "hotplug-guard.configDir" -}}/config{{- end }}
+
+{{/*
+`hotplug-guard certs ensure` arguments; call with (dict "root" $ "once" true|false).
+The init container runs it once so the server starts with valid files; the sidecar
+repeats it to renew the certificates and keep the caBundle current.
+*/}}
+{{- define "hotplug-guard.ensureArgs" -}}
+{{- $root := .root }}
+{{- $certs := $root.Values.certs.selfManaged }}
+{{- $fullname := include "hotplug-guard.fullname" $root -}}
+- certs
+- ensure
+- --namespace={{ $root.Release.Namespace }}
+- --service={{ $fullname }}
+- --secret-name={{ include "hotplug-guard.secretName" $root }}
+- --mutating-webhook-config={{ $fullname }}
+- --validating-webhook-config={{ $fullname }}
+- --out={{ include "hotplug-guard.certDir" $root }}
+- --key-type={{ $certs.keyType }}
+- --days={{ $certs.days }}
+- --ca-days={{ $certs.caDays }}
+- --overlap-hours={{ $certs.overlapHours }}
+{{- if .once }}
+- --once
+{{- else }}
+{{- if ge (float64 $certs.interval) (mulf $certs.overlapHours 3600) }}
+{{- fail (printf "certs.selfManaged.interval (%v s) must be shorter than the overlap (%v h), so that every replica picks up a new certificate in time" $certs.interval $certs.overlapHours) }}
+{{- end }}
+- --interval={{ $certs.interval }}
+{{- end }}
+{{- end }}
+
+{{/*
+One webhook of a configuration. Both configurations share everything but the
+name, path, failurePolicy and reinvocationPolicy; call with
+(dict "root" $ "name" ... "path" ... "failurePolicy" ... "reinvocationPolicy" ...).
+*/}}
+{{- define "hotplug-guard.webhook" -}}
+{{- $root := .root }}
+{{- $webhooks := $root.Values.webhooks -}}
+- name: {{ .name }}
+  admissionReviewVersions: ["v1"]
+  sideEffects: None
+  matchPolicy: Equivalent
+  timeoutSeconds: {{ $webhooks.timeoutSeconds }}
+  failurePolicy: {{ .failurePolicy }}
+  {{- with .reinvocationPolicy }}
+  reinvocationPolicy: {{ . }}
+  {{- end }}
+  clientConfig:
+    service:
+      name: {{ include "hotplug-guard.fullname" $root }}
+      namespace: {{ $root.Release.Namespace }}
+      path: {{ .path }}
+      port: {{ $root.Values.service.port }}
+  rules:
+    - apiGroups: ["kubevirt.io"]
+      apiVersions: ["v1"]
+      operations: ["CREATE", "UPDATE"]
+      resources: ["virtualmachines"]
+      scope: Namespaced
+  namespaceSelector:
+    matchExpressions:
+      - key: kubernetes.io/metadata.name
+        operator: NotIn
+        values:
+          {{- range uniq (concat (list $root.Release.Namespace "kube-system") $webhooks.excludeNamespaces) }}
+          - {{ . | quote }}
+          {{- end }}
+      {{- with $webhooks.namespaceSelectorExpressions }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+  {{- with $webhooks.objectSelector }}
+  objectSelector:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- $conditions := include "hotplug-guard.matchConditions" $root | fromYamlArray }}
+  {{- with $conditions }}
+  matchConditions:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
+
+{{/*
+matchConditions: skip the users and groups the policy exempts (KubeVirt's
+controllers), then the user's own conditions. kube-apiserver calls the webhook
+only when every condition is true.
+*/}}
+{{- define "hotplug-guard.matchConditions" -}}
+{{- $webhooks := .Values.webhooks }}
+{{- $exemptions := .Values.policy.exemptions | default dict }}
+{{- $users := $exemptions.usernames | default list }}
+{{- $groups := $exemptions.groups | default list }}
+{{- $conditions := list }}
+{{- if and $webhooks.skipExemptUsers $users }}
+{{- $conditions = append $conditions (dict "name" "not-exempt-user" "expression" (printf "!(request.userInfo.username in %s)" (toJson $users))) }}
+{{- end }}
+{{- if and $webhooks.skipExemptUsers $groups }}
+{{- $conditions = append $conditions (dict "name" "not-exempt-group" "expression" (printf "!(has(request.userInfo.groups) && request.userInfo.groups.exists(g, g in %s))" (toJson $groups))) }}
+{{- end }}
+{{- toYaml (concat $conditions $webhooks.matchConditions) }}
+{{- end }}
+
+{{/* metadata of both webhook configurations */}}
+{{- define "hotplug-guard.webhookConfigurationMetadata" -}}
+name: {{ include "hotplug-guard.fullname" . }}
+labels:
+  {{- include "hotplug-guard.labels" . | nindent 2 }}
+{{- if eq .Values.certs.mode "cert-manager" }}
+annotations:
+  cert-manager.io/inject-ca-from: {{ printf "%s/%s" .Release.Namespace (include "hotplug-guard.servingCertificateName" .) }}
+{{- end }}
+{{- end }}
