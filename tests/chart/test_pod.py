@@ -1,0 +1,203 @@
+"""The pod: restricted security, command lines the real CLI accepts, and where files live."""
+
+from __future__ import annotations
+
+import argparse
+import tomllib
+from pathlib import Path
+
+import pytest
+from helm_python import HelmRenderError
+
+from hotplug_guard.cli import build_parser
+from hotplug_guard.errors import UsageError
+from tests.chart.manifests import (
+    FULLNAME,
+    NAMESPACE,
+    ROOT,
+    Manifest,
+    Release,
+    containers,
+    mount_path,
+    render,
+)
+from webhook.server import GRACEFUL_SECONDS
+
+CONSOLE_SCRIPTS = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+
+
+def parsed(container: Manifest) -> argparse.Namespace:
+    """The container's command line as the real `hotplug-guard` parser reads it."""
+    assert container["command"] == ["hotplug-guard"]
+    assert container["command"][0] in CONSOLE_SCRIPTS
+    try:
+        return build_parser().parse_args(container["args"])
+    except SystemExit:  # argparse prints the unknown flag on stderr
+        pytest.fail(f"{container['name']}: the CLI rejects {container['args']}")
+
+
+@pytest.mark.parametrize("mode", ["self-managed", "cert-manager"])
+def test_pod_meets_the_restricted_pod_security_standard(mode: str) -> None:
+    pod = render({"certs": {"mode": mode}}).deployment_pod()
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert "hostNetwork" not in pod
+    assert "hostPID" not in pod
+    assert "hostIPC" not in pod
+    assert pod["enableServiceLinks"] is False
+    for volume in pod["volumes"]:
+        assert set(volume) & {"hostPath", "persistentVolumeClaim"} == set(), volume
+    for container in containers(pod):
+        security = container["securityContext"]
+        assert security["runAsNonRoot"] is True
+        assert security["runAsUser"] == pod["securityContext"]["runAsUser"] == 65532
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["privileged"] is False
+        assert security["capabilities"] == {"drop": ["ALL"]}
+        assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert "ports" not in container or all(
+            p["containerPort"] > 1024 for p in container["ports"]
+        )
+
+
+def test_every_container_has_requests_and_a_memory_limit(default_release: Release) -> None:
+    for container in containers(default_release.deployment_pod()):
+        resources = container["resources"]
+        assert {"cpu", "memory"} <= set(resources["requests"]), container["name"]
+        assert "memory" in resources["limits"], container["name"]
+
+
+def test_server_command_line_is_accepted_by_serve(default_release: Release) -> None:
+    server = default_release.container("webhook")
+    args = parsed(server)
+    assert args.command == "serve"
+    assert args.in_cluster is True
+    assert args.kubeconfig is None
+    assert args.bind == "0.0.0.0:8443"
+    assert (args.workers, args.threads) == (2, 4)
+    assert args.cert_dir == mount_path(server, "tls")
+    assert args.config.parent == mount_path(server, "policy")
+
+
+def test_server_reads_its_config_from_the_policy_config_map(default_release: Release) -> None:
+    server = default_release.container("webhook")
+    args = parsed(server)
+    volume = next(v for v in default_release.deployment_pod()["volumes"] if v["name"] == "policy")
+    config_map = default_release.one("ConfigMap", volume["configMap"]["name"])
+    assert args.config.name in config_map["data"]
+
+
+def test_server_writes_only_to_memory_backed_scratch_space(default_release: Release) -> None:
+    """gunicorn's heartbeat files and the metrics directory go to /tmp; the root is read-only."""
+    server = default_release.container("webhook")
+    pod = default_release.deployment_pod()
+    assert mount_path(server, "tmp") == Path("/tmp")  # noqa: S108  # the pod's own emptyDir
+    tmp = next(v for v in pod["volumes"] if v["name"] == "tmp")
+    assert tmp["emptyDir"]["medium"] == "Memory"
+    writable = [m for m in server["volumeMounts"] if not m.get("readOnly")]
+    assert [m["name"] for m in writable] == ["tmp"]
+
+
+def test_offline_mode_switches_the_server_flag() -> None:
+    args = parsed(render({"serve": {"clusterContext": False}}).container("webhook"))
+    assert (args.offline, args.in_cluster) == (True, False)
+
+
+def test_self_managed_certificates_run_ensure_once_then_periodically(
+    default_release: Release,
+) -> None:
+    pod = default_release.deployment_pod()
+    assert [c["name"] for c in pod["initContainers"]] == ["certs-init"]
+    assert [c["name"] for c in pod["containers"]] == ["webhook", "certs"]
+    init = parsed(default_release.container("certs-init"))
+    sidecar = parsed(default_release.container("certs"))
+    for args in (init, sidecar):
+        assert (args.command, args.certs_command) == ("certs", "ensure")
+        assert args.namespace == NAMESPACE
+        assert args.service == default_release.one("Service", FULLNAME)["metadata"]["name"]
+        assert args.secret_name == f"{FULLNAME}-tls"
+        assert (
+            args.mutating_webhook_config
+            == default_release.one("MutatingWebhookConfiguration")["metadata"]["name"]
+        )
+        assert (
+            args.validating_webhook_config
+            == default_release.one("ValidatingWebhookConfiguration")["metadata"]["name"]
+        )
+        assert args.kubeconfig is None  # in-cluster service account
+        assert (args.days, args.ca_days, args.overlap_hours) == (90, 3650, 24)
+    assert init.once is True
+    assert sidecar.once is False
+    assert sidecar.interval == 600
+
+
+def test_ensure_and_server_share_the_certificate_directory(default_release: Release) -> None:
+    server = default_release.container("webhook")
+    for name in ("certs-init", "certs"):
+        writer = default_release.container(name)
+        assert parsed(writer).out == mount_path(writer, "tls") == mount_path(server, "tls")
+        assert not any(m.get("readOnly") for m in writer["volumeMounts"])
+    assert next(m for m in server["volumeMounts"] if m["name"] == "tls")["readOnly"] is True
+    tls = next(v for v in default_release.deployment_pod()["volumes"] if v["name"] == "tls")
+    assert tls["emptyDir"]["medium"] == "Memory"  # the key never reaches the node's disk
+
+
+@pytest.mark.parametrize("name", ["certs-init", "certs"])
+def test_ensure_flags_pass_the_commands_own_checks(default_release: Release, name: str) -> None:
+    """run_ensure checks the interval, names and lifetimes before it looks for a cluster.
+
+    With a kubeconfig that does not exist, reaching that last check proves every
+    earlier one accepted the chart's flags.
+    """
+    args = parsed(default_release.container(name))
+    args.kubeconfig = Path("/nonexistent/kubeconfig")
+    with pytest.raises(UsageError, match=r"^--kubeconfig /nonexistent/kubeconfig: no such file$"):
+        args.handler(args)
+
+
+def test_an_interval_longer_than_the_overlap_fails_at_render_time() -> None:
+    too_long = r"interval \(7200 s\) must be shorter than the overlap \(1 h\)"
+    with pytest.raises(HelmRenderError, match=too_long):
+        render({"certs": {"selfManaged": {"interval": 7200, "overlapHours": 1}}})
+    args = parsed(
+        render({"certs": {"selfManaged": {"interval": 3000, "overlapHours": 1}}}).container("certs")
+    )
+    assert (args.interval, args.overlap_hours) == (3000, 1)
+
+
+def test_cert_manager_mode_mounts_the_secret_and_runs_no_ensure(
+    cert_manager_release: Release,
+) -> None:
+    pod = cert_manager_release.deployment_pod()
+    assert "initContainers" not in pod
+    assert [c["name"] for c in pod["containers"]] == ["webhook"]
+    tls = next(v for v in pod["volumes"] if v["name"] == "tls")
+    assert tls["secret"]["secretName"] == f"{FULLNAME}-tls"
+    # no ca.key in the Secret cert-manager writes; the server must not treat the
+    # directory as its own local CA, which needs ca.key absent and both files present
+    assert [item["path"] for item in tls["secret"]["items"]] == ["ca.crt", "tls.crt", "tls.key"]
+    assert tls["secret"]["defaultMode"] == 0o440  # group-readable through fsGroup
+    assert pod["securityContext"]["fsGroup"] == 65532
+    args = parsed(cert_manager_release.container("webhook"))
+    assert args.cert_dir == mount_path(cert_manager_release.container("webhook"), "tls")
+
+
+def test_a_policy_change_rolls_the_pods() -> None:
+    def checksum(release: Release) -> str:
+        annotations = release.one("Deployment")["spec"]["template"]["metadata"]["annotations"]
+        value: str = annotations["checksum/policy"]
+        return value
+
+    default = checksum(render())
+    assert checksum(render({"policy": {"rules": {"plug-model": "warn"}}})) != default
+    assert checksum(render({"replicas": 5})) == default
+
+
+def test_terminating_replicas_keep_serving_while_endpoints_update(
+    default_release: Release,
+) -> None:
+    server = default_release.container("webhook")
+    assert server["lifecycle"]["preStop"] == {"sleep": {"seconds": 5}}
+    grace = default_release.deployment_pod()["terminationGracePeriodSeconds"]
+    assert grace > 5 + GRACEFUL_SECONDS  # the sleep, then gunicorn's graceful stop

@@ -1,0 +1,153 @@
+"""The service account gets exactly what the server and `certs ensure` use, nothing more."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+
+from tests.chart.conftest import CERT_MANAGER
+from tests.chart.manifests import FULLNAME, NAMESPACE, ROOT, Manifest, Release, render
+
+WEBHOOK_RULES = [
+    {
+        "apiGroups": ["kubevirt.io"],
+        "resources": ["virtualmachineinstances", "virtualmachineinstancemigrations", "kubevirts"],
+        "verbs": ["get", "list", "watch"],
+    },
+    {
+        "apiGroups": ["k8s.cni.cncf.io"],
+        "resources": ["network-attachment-definitions"],
+        "verbs": ["get", "list", "watch"],
+    },
+]
+SECRET_RULES = [
+    {
+        "apiGroups": [""],
+        "resources": ["secrets"],
+        "resourceNames": [f"{FULLNAME}-tls"],
+        "verbs": ["get", "update"],
+    },
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+]
+WEBHOOK_CONFIGURATION_RULES = [
+    {
+        "apiGroups": ["admissionregistration.k8s.io"],
+        "resources": ["mutatingwebhookconfigurations", "validatingwebhookconfigurations"],
+        "resourceNames": [FULLNAME],
+        "verbs": ["get", "patch"],
+    }
+]
+ROLE_KINDS = ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")
+
+
+def roles(release: Release) -> dict[tuple[str, str], Any]:
+    return {
+        (item["kind"], item["metadata"]["name"]): item["rules"]
+        for item in release.objects
+        if item["kind"] in ("Role", "ClusterRole")
+    }
+
+
+def test_self_managed_install_grants_exactly_three_rule_sets(default_release: Release) -> None:
+    assert roles(default_release) == {
+        ("ClusterRole", f"{FULLNAME}-webhook"): WEBHOOK_RULES,
+        ("Role", f"{FULLNAME}-certs"): SECRET_RULES,
+        ("ClusterRole", f"{FULLNAME}-certs"): WEBHOOK_CONFIGURATION_RULES,
+    }
+
+
+def test_cert_manager_install_grants_no_secret_or_webhook_configuration_access(
+    cert_manager_release: Release,
+) -> None:
+    assert roles(cert_manager_release) == {("ClusterRole", f"{FULLNAME}-webhook"): WEBHOOK_RULES}
+
+
+def test_offline_server_with_cert_manager_needs_no_rbac_and_no_token() -> None:
+    release = render({"serve": {"clusterContext": False}, **CERT_MANAGER})
+    assert not any(item["kind"] in ROLE_KINDS for item in release.objects)
+    assert release.deployment_pod()["automountServiceAccountToken"] is False
+    assert "--offline" in release.container("webhook")["args"]
+
+
+def test_secret_rules_name_the_secret_the_containers_use() -> None:
+    release = render({"certs": {"secretName": "my-webhook-tls"}})
+    secret_rules = roles(release)[("Role", f"{FULLNAME}-certs")]
+    assert secret_rules[0]["resourceNames"] == ["my-webhook-tls"]
+    for name in ("certs-init", "certs"):
+        assert "--secret-name=my-webhook-tls" in release.container(name)["args"]
+
+
+def test_webhook_configuration_rules_name_the_rendered_configurations(
+    default_release: Release,
+) -> None:
+    [rule] = roles(default_release)[("ClusterRole", f"{FULLNAME}-certs")]
+    configurations = {
+        item["metadata"]["name"]
+        for item in default_release.objects
+        if item["kind"].endswith("WebhookConfiguration")
+    }
+    assert set(rule["resourceNames"]) == configurations
+
+
+def test_every_role_is_bound_to_the_release_service_account_only(
+    default_release: Release,
+) -> None:
+    account = default_release.one("ServiceAccount")
+    assert default_release.deployment_pod()["serviceAccountName"] == account["metadata"]["name"]
+    bindings = [i for i in default_release.objects if i["kind"].endswith("Binding")]
+    bound = {(b["roleRef"]["kind"], b["roleRef"]["name"]) for b in bindings}
+    assert bound == set(roles(default_release))
+    for binding in bindings:
+        assert binding["roleRef"]["apiGroup"] == "rbac.authorization.k8s.io"
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": NAMESPACE}
+        ]
+        # a RoleBinding keeps the namespaced grant in the namespace of its Role
+        if binding["kind"] == "RoleBinding":
+            assert binding["roleRef"]["kind"] == "Role"
+
+
+def test_no_rule_uses_a_wildcard(default_release: Release) -> None:
+    for rules in roles(default_release).values():
+        for rule in rules:
+            for field in ("apiGroups", "resources", "verbs", "resourceNames"):
+                assert "*" not in rule.get(field, []), rule
+
+
+def test_the_token_is_mounted_only_because_a_container_calls_the_api(
+    default_release: Release,
+) -> None:
+    assert default_release.one("ServiceAccount")["automountServiceAccountToken"] is False
+    assert default_release.deployment_pod()["automountServiceAccountToken"] is True
+
+
+# --- the chart grants what the other parts document they need ------------------------------
+
+
+def documented_rules(document: str, kind: str) -> list[Manifest]:
+    """The rules of the first `kind` in the YAML code blocks of a doc."""
+    text = (ROOT / "docs" / document).read_text()
+    for block in re.findall(r"^```yaml\n(.*?)^```", text, re.M | re.S):
+        for item in yaml.safe_load_all(block):
+            if isinstance(item, dict) and item.get("kind") == kind:
+                rules: list[Manifest] = item["rules"]
+                return rules
+    raise AssertionError(f"docs/{document} documents no {kind}")
+
+
+def without_names(rules: list[Manifest]) -> list[Manifest]:
+    return [{k: v for k, v in rule.items() if k != "resourceNames"} for rule in rules]
+
+
+def test_webhook_rules_are_the_ones_docs_webhook_documents(default_release: Release) -> None:
+    assert documented_rules("webhook.md", "ClusterRole") == WEBHOOK_RULES
+    assert roles(default_release)[("ClusterRole", f"{FULLNAME}-webhook")] == WEBHOOK_RULES
+
+
+def test_certificate_rules_are_the_ones_docs_certificates_documents() -> None:
+    assert without_names(documented_rules("certificates.md", "Role")) == without_names(SECRET_RULES)
+    assert without_names(documented_rules("certificates.md", "ClusterRole")) == without_names(
+        WEBHOOK_CONFIGURATION_RULES
+    )
