@@ -89,34 +89,51 @@ seccompProfile:
 {{- define "hotplug-guard.configDir" -}}/config{{- end }}
 
 {{/*
-`hotplug-guard certs ensure` arguments; call with (dict "root" $ "once" true|false).
+A `hotplug-guard certs ensure` container; call with (dict "root" $ "name" ... "once" true|false).
 The init container runs it once so the server starts with valid files; the sidecar
 repeats it to renew the certificates and keep the caBundle current.
 */}}
-{{- define "hotplug-guard.ensureArgs" -}}
+{{- define "hotplug-guard.ensureContainer" -}}
 {{- $root := .root }}
 {{- $certs := $root.Values.certs.selfManaged }}
 {{- $fullname := include "hotplug-guard.fullname" $root -}}
-- certs
-- ensure
-- --namespace={{ $root.Release.Namespace }}
-- --service={{ $fullname }}
-- --secret-name={{ include "hotplug-guard.secretName" $root }}
-- --mutating-webhook-config={{ $fullname }}
-- --validating-webhook-config={{ $fullname }}
-- --out={{ include "hotplug-guard.certDir" $root }}
-- --key-type={{ $certs.keyType }}
-- --days={{ $certs.days }}
-- --ca-days={{ $certs.caDays }}
-- --overlap-hours={{ $certs.overlapHours }}
-{{- if .once }}
-- --once
-{{- else }}
-{{- if ge (float64 $certs.interval) (mulf $certs.overlapHours 3600) }}
-{{- fail (printf "certs.selfManaged.interval (%v s) must be shorter than the overlap (%v h), so that every replica picks up a new certificate in time" $certs.interval $certs.overlapHours) }}
+- name: {{ .name }}
+  image: {{ include "hotplug-guard.image" $root }}
+  imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+  command: ["hotplug-guard"]
+  args:
+    - certs
+    - ensure
+    - --namespace={{ $root.Release.Namespace }}
+    - --service={{ $fullname }}
+    - --secret-name={{ include "hotplug-guard.secretName" $root }}
+    - --mutating-webhook-config={{ $fullname }}
+    - --validating-webhook-config={{ $fullname }}
+    - --out={{ include "hotplug-guard.certDir" $root }}
+    - --key-type={{ $certs.keyType }}
+    - --days={{ $certs.days }}
+    - --ca-days={{ $certs.caDays }}
+    - --overlap-hours={{ $certs.overlapHours }}
+    {{- if .once }}
+    - --once
+    {{- else }}
+    {{- if ge (float64 $certs.interval) (mulf $certs.overlapHours 3600) }}
+    {{- fail (printf "certs.selfManaged.interval (%v s) must be shorter than the overlap (%v h), so that every replica picks up a new certificate in time" $certs.interval $certs.overlapHours) }}
+    {{- end }}
+    - --interval={{ $certs.interval }}
+    {{- end }}
+  securityContext:
+    {{- include "hotplug-guard.containerSecurityContext" $root | nindent 4 }}
+  resources:
+    {{- toYaml $certs.resources | nindent 4 }}
+  volumeMounts:
+    - name: tls
+      mountPath: {{ include "hotplug-guard.certDir" $root }}
 {{- end }}
-- --interval={{ $certs.interval }}
-{{- end }}
+
+{{/* Namespaces never sent to the webhook, as a JSON list: the release's, kube-system, then the extras. */}}
+{{- define "hotplug-guard.excludedNamespaces" -}}
+{{- uniq (concat (list .Release.Namespace "kube-system") .Values.webhooks.excludeNamespaces) | toJson }}
 {{- end }}
 
 {{/*
