@@ -150,7 +150,7 @@ def check_nad_namespace(s: Situation) -> Iterator[Cause]:
 def check_nad_exists(s: Situation) -> Iterator[Cause]:
     known = s.context.nads
     if known is None:
-        return  # the engine turns unknown existence into a warning, see engine.nad_unknown
+        return  # the engine turns unknown existence into a warning, see engine._unknowns
     for iface, net, namespace, name in _plugged_nads(s):
         if f"{namespace}/{name}" not in known:
             yield _cause(
@@ -308,7 +308,7 @@ def check_unplug_legacy_naming(s: Situation) -> Iterator[Cause]:
 
 def check_unplug_cancel(s: Situation) -> Iterator[Cause]:
     if s.vmi is None:
-        return  # without the VMI the engine can only warn, see engine.cancel_unknown
+        return  # without the VMI the engine can only warn, see engine._unknowns
     for iface in s.changes.cancelled:
         running = s.vmi.spec.interface(iface.name)
         if running is not None and running.absent:
