@@ -56,6 +56,8 @@ class Result:
     p99_ms: float
     requests: int
     errors: int
+    cpu_ms: float
+    """Server CPU time (all its processes) per request: steadier than req/s on a busy host."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -106,11 +108,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         ports = {name: free_port() for name in commands}
         with contextlib.ExitStack() as stack:
-            for name, command in commands.items():
-                bind = f"127.0.0.1:{ports[name]}"
-                stack.enter_context(
-                    running([*command, bind, "--cert-dir", str(tmp / "certs")], tmp)
+            processes = {
+                name: stack.enter_context(
+                    running(
+                        [*command, f"127.0.0.1:{ports[name]}", "--cert-dir", str(tmp / "certs")],
+                        tmp,
+                    )
                 )
+                for name, command in commands.items()
+            }
             urls = {
                 name: f"https://127.0.0.1:{port}/{args.endpoint}" for name, port in ports.items()
             }
@@ -122,7 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             rounds: dict[str, list[Result]] = {name: [] for name in urls}
             for _ in range(args.rounds):
                 for name, url in urls.items():
-                    rounds[name].append(measure(name, wrk, url, script, args))
+                    rounds[name].append(
+                        measure(name, wrk, url, script, args, server=processes[name].pid)
+                    )
     report(rounds, args)
     return 0
 
@@ -243,22 +251,43 @@ def load(wrk: str, url: str, script: Path, args: argparse.Namespace, *, seconds:
     return subprocess.run(command, check=True, capture_output=True, text=True).stdout
 
 
-def measure(name: str, wrk: str, url: str, script: Path, args: argparse.Namespace) -> Result:
+def measure(
+    name: str, wrk: str, url: str, script: Path, args: argparse.Namespace, *, server: int
+) -> Result:
+    before = cpu_seconds(server)
     output = load(wrk, url, script, args, seconds=args.duration)
+    used = cpu_seconds(server) - before
     errors = sum(
         int(n)
         for n in re.findall(
             r"(?:Non-2xx or 3xx responses|timeout|read|write|connect) (\d+)", output
         )
     )
+    requests = int(_field(r"(\d+) requests in", output))
     return Result(
         name=name,
         requests_per_second=float(_field(r"Requests/sec:\s+([\d.]+)", output)),
         p50_ms=_latency("50%", output),
         p99_ms=_latency("99%", output),
-        requests=int(_field(r"(\d+) requests in", output)),
+        requests=requests,
         errors=errors,
+        cpu_ms=used * 1000 / max(requests, 1),
     )
+
+
+def cpu_seconds(master: int) -> float:
+    """CPU time (user + system) used so far by a gunicorn master and its workers."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            stat = (entry / "stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if int(entry.name) == master or int(fields[1]) == master:
+                total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
 
 
 def _field(pattern: str, output: str) -> str:
@@ -282,7 +311,10 @@ def report(rounds: dict[str, list[Result]], args: argparse.Namespace) -> None:
         f"keep-alive connections, {args.rounds} x {args.duration}s each alternated, gunicorn "
         f"{args.workers} workers x {args.threads} threads, TLS on loopback"
     )
-    print(f"{'':8}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'requests':>10}{'errors':>8}")
+    print(
+        f"{'':10}{'req/s':>8}{'p50 ms':>10}{'p99 ms':>10}{'requests':>10}{'errors':>8}"
+        f"{'cpu ms/req':>12}"
+    )
     for results in zip(*rounds.values(), strict=True):
         for result in results:
             _row(result)
@@ -294,6 +326,7 @@ def report(rounds: dict[str, list[Result]], args: argparse.Namespace) -> None:
             p99_ms=statistics.median(r.p99_ms for r in results),
             requests=sum(r.requests for r in results),
             errors=sum(r.errors for r in results),
+            cpu_ms=statistics.median(r.cpu_ms for r in results),
         )
         for name, results in rounds.items()
     }
@@ -308,12 +341,16 @@ def report(rounds: dict[str, list[Result]], args: argparse.Namespace) -> None:
         f"p99 serve/floor {tail:.2f}x (target <= {TARGET_P99}x: "
         f"{'met' if tail <= TARGET_P99 else 'missed'})"
     )
+    print(
+        f"server CPU per request serve/floor {served.cpu_ms / floor.cpu_ms:.2f}x "
+        f"({served.cpu_ms - floor.cpu_ms:.3f} ms more per review)"
+    )
 
 
 def _row(result: Result) -> None:
     print(
         f"{result.name:10}{result.requests_per_second:>8.1f}{result.p50_ms:>10.2f}"
-        f"{result.p99_ms:>10.2f}{result.requests:>10}{result.errors:>8}"
+        f"{result.p99_ms:>10.2f}{result.requests:>10}{result.errors:>8}{result.cpu_ms:>12.3f}"
     )
 
 
