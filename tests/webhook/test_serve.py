@@ -5,8 +5,11 @@ from __future__ import annotations
 import concurrent.futures
 import http.client
 import json
+import os
+import signal
 import socket
 import ssl
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -189,6 +192,24 @@ def test_stopping_the_service_removes_its_metrics_directory(tmp_path: Path) -> N
     service.stop(running)
     assert running.process.returncode == 0
     assert list(tmp_path.glob("hotplug-guard-metrics-*")) == []
+
+
+def test_a_worker_that_dies_is_replaced_and_its_live_gauges_are_dropped(tmp_path: Path) -> None:
+    running = service.start(tmp_path, env={"TMPDIR": str(tmp_path)})
+    try:
+        (directory,) = tmp_path.glob("hotplug-guard-metrics-*")
+        before = running.worker_pids()
+        victim = min(before)
+        assert (directory / f"gauge_livemin_{victim}.db").exists()
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 15
+        while len(running.worker_pids() - {victim}) < 2:
+            assert time.monotonic() < deadline, "the worker was not replaced"
+            time.sleep(0.05)
+        assert not (directory / f"gauge_livemin_{victim}.db").exists()
+        assert running.post_review(hotplug_review(uid="after"))["response"]["uid"] == "after"
+    finally:
+        service.stop(running)
 
 
 def test_a_bad_bind_address_is_a_usage_error(tmp_path: Path) -> None:
