@@ -170,7 +170,7 @@ name, path, failurePolicy and reinvocationPolicy; call with
       - key: kubernetes.io/metadata.name
         operator: NotIn
         values:
-          {{- range uniq (concat (list $root.Release.Namespace "kube-system") $webhooks.excludeNamespaces) }}
+          {{- range include "hotplug-guard.excludedNamespaces" $root | fromJsonArray }}
           - {{ . | quote }}
           {{- end }}
       {{- with $webhooks.namespaceSelectorExpressions }}
