@@ -39,6 +39,10 @@ class Service:
     stdout: Path
     stderr: Path
 
+    @property
+    def port(self) -> int:
+        return int(self.base_url.rsplit(":", 1)[1])
+
     def url(self, path: str) -> str:
         return f"{self.base_url}{path}"
 

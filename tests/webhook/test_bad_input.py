@@ -180,9 +180,8 @@ def test_malformed_bodies_get_400_or_a_well_formed_review(
 
 
 def tls_socket(served: Service) -> ssl.SSLSocket:
-    port = int(served.base_url.rsplit(":", 1)[1])
     context = ssl.create_default_context(cafile=str(served.ca))
-    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    raw = socket.create_connection(("127.0.0.1", served.port), timeout=10)
     return context.wrap_socket(raw, server_hostname="127.0.0.1")
 
 
@@ -222,8 +221,7 @@ def test_a_client_that_disconnects_mid_body_does_not_hurt_the_worker(served: Ser
 
 
 def test_a_non_tls_client_does_not_hurt_the_worker(served: Service) -> None:
-    port = int(served.base_url.rsplit(":", 1)[1])
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+    with socket.create_connection(("127.0.0.1", served.port), timeout=5) as raw:
         raw.sendall(b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
         raw.settimeout(5)
         with contextlib.suppress(OSError):

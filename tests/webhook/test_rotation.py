@@ -78,10 +78,9 @@ def install(directory: Path, bundle: tuple[Authority, ...], serving: Leaf) -> No
 
 def served_fingerprint(served: Service, trust: Path) -> str:
     """The certificate a fresh TLS handshake gets, verified against `trust`."""
-    port = int(served.base_url.rsplit(":", 1)[1])
     context = ssl.create_default_context(cafile=str(trust))
     with (
-        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        socket.create_connection(("127.0.0.1", served.port), timeout=5) as raw,
         context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
     ):
         der = tls.getpeercert(binary_form=True)
@@ -109,9 +108,10 @@ class Traffic:
     reconnects: int = 0
 
     def keep_alive(self) -> None:
-        port = int(self.served.base_url.rsplit(":", 1)[1])
         context = ssl.create_default_context(cafile=str(self.trust))
-        connection = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=10)
+        connection = http.client.HTTPSConnection(
+            "127.0.0.1", self.served.port, context=context, timeout=10
+        )
         first: object = None
         try:
             while not self.stop.is_set():

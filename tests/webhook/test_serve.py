@@ -38,8 +38,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 
 def https_connection(served: Service) -> http.client.HTTPSConnection:
     context = ssl.create_default_context(cafile=str(served.ca))
-    port = int(served.base_url.rsplit(":", 1)[1])
-    return http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=10)
+    return http.client.HTTPSConnection("127.0.0.1", served.port, context=context, timeout=10)
 
 
 def post(connection: http.client.HTTPSConnection, body: dict[str, object]) -> dict[str, object]:
@@ -93,10 +92,9 @@ def test_the_certificate_chain_verifies_from_the_client_for_ip_and_localhost(
 
 
 def test_tls_versions_below_1_2_are_refused(served: Service) -> None:
-    port = int(served.base_url.rsplit(":", 1)[1])
     modern = ssl.create_default_context(cafile=str(served.ca))
     with (
-        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        socket.create_connection(("127.0.0.1", served.port), timeout=5) as raw,
         modern.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
     ):
         assert tls.version() in ("TLSv1.2", "TLSv1.3")
@@ -108,7 +106,7 @@ def test_tls_versions_below_1_2_are_refused(served: Service) -> None:
         legacy.minimum_version = ssl.TLSVersion.TLSv1
         legacy.maximum_version = ssl.TLSVersion.TLSv1_1
     with (
-        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        socket.create_connection(("127.0.0.1", served.port), timeout=5) as raw,
         pytest.raises(ssl.SSLError),
     ):
         legacy.wrap_socket(raw, server_hostname="127.0.0.1")
