@@ -32,7 +32,8 @@ MAX_WARNING_CHARS = 120
 MAX_AUDIT_VALUE_CHARS = 4096
 _AUDIT_KEY = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 _MAX_AUDIT_KEY_CHARS = 63
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]+")
+"""Control characters and lone surrogates (which would reach kube-apiserver as invalid UTF-8)."""
 
 
 class RequestError(Exception):
@@ -421,7 +422,9 @@ def audit_key(name: str) -> str:
 
 
 def _one_line(text: str) -> str:
-    """`text` without control characters (kube-apiserver drops warnings that have any)."""
+    """`text` without control characters or invalid UTF-8 (kube-apiserver drops warnings
+    that have any).
+    """
     return " ".join(_CONTROL.sub(" ", text).split())
 
 

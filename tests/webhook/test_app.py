@@ -144,12 +144,13 @@ def test_messages_with_line_breaks_are_rendered_on_one_line() -> None:
 def test_warnings_have_no_control_characters_are_short_and_said_once() -> None:
     long = "restart-required: " + "word " * 60
     verdict = Verdict(
-        allowed=True, warnings=("line one\nline two", "same", "same", long, "\x1b[31mred\x1b[0m")
+        allowed=True,
+        warnings=("line one\nline two", "same", "same", long, "\x1b[31mred\x1b[0m", "nic\ud800x"),
     )
     built = build(engine=FakeEngine(verdict=verdict))
     warnings = answer_of(post(built, "/mutate", hotplug_review()))["response"]["warnings"]
     assert warnings[:2] == ["line one line two", "same"]
-    assert len(warnings) == 4
+    assert warnings[3:] == ["[31mred [0m", "nic x"]
     assert all(len(text) <= 120 for text in warnings)
     assert warnings[2].startswith("restart-required: word word")
     assert warnings[2].endswith("word...")
