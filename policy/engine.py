@@ -164,7 +164,7 @@ def _convert(
     for name in conversion.names:
         warnings.append(
             f"{RuleId.PLAIN_REMOVAL}: '{name}' is hot unplugged (kept with state: absent) instead "
-            "of deleted; KubeVirt removes it when done"
+            "of deleted"
         )
     converted = parse_spec(conversion.spec)
     return converted, diff(old.spec, converted, running=vmi.spec if vmi is not None else None)
@@ -237,7 +237,7 @@ def _guard_annotations(
         elif mode is Mode.VALIDATE and key in desired:
             warnings.append(
                 f"{RuleId.GUARDED_ANNOTATIONS}: '{key}' was not set by the mutating webhook; "
-                "the controller will not complete this hot plug"
+                "migrate the VM to complete"
             )
         elif mode is Mode.MUTATE and value is None and key not in desired:
             warnings.append(f"{RuleId.GUARDED_ANNOTATIONS}: '{key}' is managed, restored")
@@ -255,13 +255,13 @@ def _unknowns(s: Situation) -> Iterable[str]:
             if net is not None and net.multus and net.multus_name:
                 yield (
                     f"{RuleId.NAD_EXISTS}: cannot verify that NetworkAttachmentDefinition "
-                    f"'{net.multus_name}' exists; create it before the hot plug completes"
+                    f"'{net.multus_name}' exists; the hot plug needs it"
                 )
     if s.vmi is None and s.config.action(RuleId.UNPLUG_CANCEL) is not Action.OFF:
         for iface in s.changes.cancelled:
             yield (
-                f"{RuleId.UNPLUG_CANCEL}: if the unplug of '{iface.name}' already reached the VMI "
-                "it cannot be cancelled and KubeVirt ignores this change"
+                f"{RuleId.UNPLUG_CANCEL}: if the VMI already unplugs '{iface.name}', KubeVirt "
+                "ignores this: an unplug cannot be cancelled"
             )
     if (
         s.changes.hotplug
@@ -269,8 +269,8 @@ def _unknowns(s: Situation) -> Iterable[str]:
         and previous_request_unfinished(s) is None
     ):
         yield (
-            f"{RuleId.HOTPLUG_IN_PROGRESS}: cannot tell whether the previous hot plug request "
-            "finished; check the VMI before relying on this one"
+            f"{RuleId.HOTPLUG_IN_PROGRESS}: cannot tell whether the previous hot plug finished; "
+            "check the VMI first"
         )
 
 

@@ -95,13 +95,8 @@ def _guarded(request: AdmissionRequest, config: PolicyConfig) -> bool:
     """True for the requests `contextUnavailable: deny` refuses: non-exempt UPDATEs that
     change the VM's interfaces or networks. Everything else still gets evaluated.
     """
-    if request.operation is not Operation.UPDATE:
-        return False
-    exemptions = config.exemptions
-    if (
-        request.user.username in exemptions.usernames
-        or exemptions.groups.intersection(request.user.groups)
-        or request.namespace in exemptions.namespaces
+    if request.operation is not Operation.UPDATE or config.exemptions.cover(
+        username=request.user.username, groups=request.user.groups, namespace=request.namespace
     ):
         return False
     return _network_spec(request.object) != _network_spec(request.old_object)

@@ -37,6 +37,9 @@ RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0)
 """Back-off between failed list/watch attempts."""
 STABLE_SECONDS = 30.0
 HTTP_GONE = 410
+HTTP_NOT_FOUND = 404
+ABSENT_RETRY_SECONDS = 60.0
+"""How often a resource the API server does not serve (CRD not installed) is listed again."""
 MIGRATION_VMI_LABEL = "kubevirt.io/vmi-name"
 
 
@@ -184,6 +187,12 @@ class Reflector:
                 if error.status == HTTP_GONE:
                     LOG.info("watch of %s expired (410 Gone); relisting", self.resource)
                     continue
+                if error.status == HTTP_NOT_FOUND:
+                    # The CRD is not installed (no Multus, say): nothing of this kind can
+                    # exist, so an empty cache is the truth, not a reason to stay unready.
+                    self._mark_absent()
+                    self._stopped.wait(ABSENT_RETRY_SECONDS)
+                    continue
                 LOG.warning(
                     "list/watch of %s failed: %s %s", self.resource, error.status, error.reason
                 )
@@ -212,6 +221,13 @@ class Reflector:
             LOG.info("cache of %s synced with %d objects", self.resource, len(items))
             self._on_synced()
         return version
+
+    def _mark_absent(self) -> None:
+        self.store.replace([])
+        if not self.synced.is_set():
+            self.synced.set()
+            LOG.info("%s is not served by the API server; treating it as empty", self.resource)
+            self._on_synced()
 
     def _follow(self, version: str) -> None:
         """Watch from `version` until stopped; raises on errors so `_run` relists."""

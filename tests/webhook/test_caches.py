@@ -174,3 +174,20 @@ def test_a_lookup_waits_for_syncing_caches_only_until_its_deadline(fake: FakeApi
         assert lookup(context).context.nads == frozenset({"default/new-fancy-net"})
     finally:
         context.stop()
+
+
+def test_a_resource_the_api_server_does_not_serve_counts_as_synced_and_empty() -> None:
+    from tests.harness.fake_apiserver import DEFAULT_RESOURCES
+
+    without_nads = [r for r in DEFAULT_RESOURCES if r.plural != "network-attachment-definitions"]
+    with FakeApiServer(resources=without_nads) as server:
+        server.put(fixture("vmi-status-hotplug-pending"))
+        context = start(server)
+        try:
+            eventually(context.ready)
+            found = lookup(context)
+            assert found.state is ContextState.SYNCED
+            assert found.context.nads == frozenset()
+            assert found.context.vmi is not None
+        finally:
+            context.stop()
