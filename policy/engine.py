@@ -63,11 +63,13 @@ def evaluate(
     warnings: list[str] = []
     ops: list[PatchOp] = []
     spec = new.spec
-    running_spec = vmi.spec if vmi is not None else None
-    changes = diff(old.spec, spec, running=running_spec) if old is not None else NO_CHANGES
+    changes = NO_CHANGES
+    # Hot plug rules only concern UPDATEs of running VMs by users who are not exempt;
+    # everything else (stopped VMs, CREATEs, KubeVirt's own updates) skips the diff.
     hot = running and not exempt and old is not None
 
     if hot and old is not None:
+        changes = diff(old.spec, spec, running=vmi.spec if vmi is not None else None)
         spec, changes = _convert(
             new,
             old=old,
