@@ -118,8 +118,8 @@ def evaluate(
             namespace=new.namespace or review.namespace or old.namespace,
             ledger=parse_ledger(old.annotations.get(LEDGER)) or NO_LEDGER,
         )
-        for rule, check in RULES:
-            if config.action(rule) is not Action.OFF:
+        for rule, check, trigger in RULES:
+            if trigger(changes) and config.action(rule) is not Action.OFF:
                 _collect(findings, config, rule, check(situation))
         warnings.extend(_unknowns(situation))
 

@@ -1,8 +1,9 @@
 """Hot plug rules: what an UPDATE of a running VM may change, and how.
 
 Each rule is a plain function `(Situation) -> Iterator[Cause]`; `RULES` lists
-them in evaluation order. They only run for UPDATEs of running VMs by users who
-are not exempt.
+them in evaluation order with the kind of change each judges. They only run for
+UPDATEs of running VMs by users who are not exempt, and only when their kind of
+change occurs.
 """
 
 from __future__ import annotations
@@ -163,7 +164,7 @@ def check_nad_exists(s: Situation) -> Iterator[Cause]:
 
 
 def check_machine_type(s: Situation) -> Iterator[Cause]:
-    if not s.changes.plugged or supports_pcie_hotplug(s.spec):
+    if supports_pcie_hotplug(s.spec):
         return
     machine = s.spec.machine_type or "default"
     arch = s.spec.architecture or "default"
@@ -216,8 +217,6 @@ def capacity(s: Situation) -> Capacity:
 
 
 def check_hotplug_slots(s: Situation) -> Iterator[Cause]:
-    if not s.changes.plugged:
-        return
     cap = s.capacity
     if cap.root_complex:
         spare = s.config.root_complex_spare_slots
@@ -249,8 +248,6 @@ def check_hotplug_slots(s: Situation) -> Iterator[Cause]:
 
 
 def check_pci_slots(s: Situation) -> Iterator[Cause]:
-    if not s.changes.plugged:
-        return
     cap = s.capacity
     # A plug into a port KubeVirt reserved at boot takes no new slot; only plugs
     # beyond the free reserved ports add devices to the bus.
@@ -274,7 +271,7 @@ def check_pci_slots(s: Situation) -> Iterator[Cause]:
 
 
 def check_live_migratable(s: Situation) -> Iterator[Cause]:
-    if s.vmi is None or not s.changes.hotplug:
+    if s.vmi is None:
         return
     needs_migration = s.config.completion is Completion.MIGRATION or any(
         Binding.SRIOV in iface.bindings for iface in s.changes.plugged
@@ -294,7 +291,7 @@ def check_live_migratable(s: Situation) -> Iterator[Cause]:
 
 
 def check_unplug_legacy_naming(s: Situation) -> Iterator[Cause]:
-    if s.vmi is None or not s.changes.unplugged or not s.vmi.legacy_naming():
+    if s.vmi is None or not s.vmi.legacy_naming():
         return
     for iface in s.changes.unplugged:
         yield _cause(
@@ -383,7 +380,7 @@ def check_restart_required(s: Situation) -> Iterator[Cause]:
 
 def check_implicit_pod_network(s: Situation) -> Iterator[Cause]:
     old = s.old.spec
-    if not s.changes.plugged or old.interfaces_listed or old.networks_listed:
+    if old.interfaces_listed or old.networks_listed:
         return
     if any(net.pod for net in s.spec.networks):
         return
@@ -398,8 +395,6 @@ def check_implicit_pod_network(s: Situation) -> Iterator[Cause]:
 
 
 def check_hotplug_in_progress(s: Situation) -> Iterator[Cause]:
-    if not s.changes.hotplug:
-        return
     field = paths.interface((s.changes.plugged + s.changes.unplugged)[0].position)
     vmi_name = s.vmi.name if s.vmi is not None and s.vmi.name else s.new.name
     for name, phase in unfinished_migrations(s.context.migrations, vmi_name):
@@ -442,21 +437,48 @@ def previous_request_unfinished(s: Situation) -> bool | None:
 
 
 Rule = Callable[[Situation], Iterator[Cause]]
+Trigger = Callable[[Changes], bool]
 
-RULES: tuple[tuple[RuleId, Rule], ...] = (
-    (RuleId.PLUG_BINDING, check_plug_binding),
-    (RuleId.PLUG_MODEL, check_plug_model),
-    (RuleId.PLUG_NETWORK, check_plug_network),
-    (RuleId.NAD_NAMESPACE, check_nad_namespace),
-    (RuleId.NAD_EXISTS, check_nad_exists),
-    (RuleId.MACHINE_TYPE, check_machine_type),
-    (RuleId.HOTPLUG_SLOTS, check_hotplug_slots),
-    (RuleId.PCI_SLOTS, check_pci_slots),
-    (RuleId.LIVE_MIGRATABLE, check_live_migratable),
-    (RuleId.UNPLUG_LEGACY_NAMING, check_unplug_legacy_naming),
-    (RuleId.UNPLUG_CANCEL, check_unplug_cancel),
-    (RuleId.PLAIN_REMOVAL, check_plain_removal),
-    (RuleId.RESTART_REQUIRED, check_restart_required),
-    (RuleId.IMPLICIT_POD_NETWORK, check_implicit_pod_network),
-    (RuleId.HOTPLUG_IN_PROGRESS, check_hotplug_in_progress),
+
+def _plugs(c: Changes) -> bool:
+    return bool(c.plugged)
+
+
+def _hotplug(c: Changes) -> bool:
+    return bool(c.plugged or c.unplugged)
+
+
+def _unplugs(c: Changes) -> bool:
+    return bool(c.unplugged)
+
+
+def _cancels(c: Changes) -> bool:
+    return bool(c.cancelled)
+
+
+def _removals(c: Changes) -> bool:
+    return bool(c.removed)
+
+
+def _modifications(c: Changes) -> bool:
+    return bool(c.modified)
+
+
+# (rule, check, the kind of change it judges): a rule runs only when its kind occurs.
+RULES: tuple[tuple[RuleId, Rule, Trigger], ...] = (
+    (RuleId.PLUG_BINDING, check_plug_binding, _plugs),
+    (RuleId.PLUG_MODEL, check_plug_model, _plugs),
+    (RuleId.PLUG_NETWORK, check_plug_network, _plugs),
+    (RuleId.NAD_NAMESPACE, check_nad_namespace, _plugs),
+    (RuleId.NAD_EXISTS, check_nad_exists, _plugs),
+    (RuleId.MACHINE_TYPE, check_machine_type, _plugs),
+    (RuleId.HOTPLUG_SLOTS, check_hotplug_slots, _plugs),
+    (RuleId.PCI_SLOTS, check_pci_slots, _plugs),
+    (RuleId.LIVE_MIGRATABLE, check_live_migratable, _hotplug),
+    (RuleId.UNPLUG_LEGACY_NAMING, check_unplug_legacy_naming, _unplugs),
+    (RuleId.UNPLUG_CANCEL, check_unplug_cancel, _cancels),
+    (RuleId.PLAIN_REMOVAL, check_plain_removal, _removals),
+    (RuleId.RESTART_REQUIRED, check_restart_required, _modifications),
+    (RuleId.IMPLICIT_POD_NETWORK, check_implicit_pod_network, _plugs),
+    (RuleId.HOTPLUG_IN_PROGRESS, check_hotplug_in_progress, _hotplug),
 )
