@@ -26,10 +26,16 @@ def _review(old: Any, new: Any) -> Review:
     return Review(operation=Operation.UPDATE, new=new, old=old)
 
 
-@given(old=JSON, new=JSON, vmi=JSON, migrations=st.lists(JSON, max_size=2))
+@given(old=JSON, new=JSON, vmi=JSON, kubevirt=JSON, migrations=st.lists(JSON, max_size=2))
 @settings(max_examples=300)
-def test_arbitrary_json_never_raises(old: Any, new: Any, vmi: Any, migrations: list[Any]) -> None:
-    context = Context(vmi=vmi if isinstance(vmi, dict) else None, migrations=tuple(migrations))
+def test_arbitrary_json_never_raises(
+    old: Any, new: Any, vmi: Any, kubevirt: Any, migrations: list[Any]
+) -> None:
+    context = Context(
+        vmi=vmi if isinstance(vmi, dict) else None,
+        kubevirt=kubevirt if isinstance(kubevirt, dict) else None,
+        migrations=tuple(migrations),
+    )
     for mode in Mode:
         evaluate(_review(old, new if isinstance(new, dict) else {"spec": new}), context, mode=mode)
         evaluate(Review(operation=Operation.CREATE, new={"metadata": old, "spec": new}), mode=mode)
@@ -72,3 +78,59 @@ def test_evaluation_is_deterministic_and_leaves_its_input_alone(
     second = evaluate(_review(copy.deepcopy(old), copy.deepcopy(new)), context, config)
     assert first == second
     assert (old, new) == before
+
+
+SHAPED_PATHS = [
+    ("metadata",),
+    ("metadata", "annotations"),
+    ("spec", "template"),
+    ("spec", "template", "spec"),
+    ("spec", "template", "spec", "domain"),
+    ("spec", "template", "spec", "domain", "devices"),
+    ("spec", "template", "spec", "domain", "devices", "interfaces"),
+    ("spec", "template", "spec", "domain", "devices", "interfaces", 0),
+    ("spec", "template", "spec", "domain", "devices", "interfaces", 0, "name"),
+    ("spec", "template", "spec", "domain", "devices", "interfaces", 0, "bridge"),
+    ("spec", "template", "spec", "domain", "devices", "interfaces", 0, "state"),
+    ("spec", "template", "spec", "networks"),
+    ("spec", "template", "spec", "networks", 0),
+    ("spec", "template", "spec", "networks", 0, "multus"),
+    ("spec", "template", "spec", "domain", "machine"),
+    ("status",),
+]
+
+
+@given(
+    update=updates(),
+    path=st.sampled_from(SHAPED_PATHS),
+    value=JSON,
+    which=st.sampled_from(["old", "new"]),
+    context=CONTEXTS,
+)
+@settings(max_examples=300)
+def test_wrong_types_anywhere_in_a_vm_never_raise_and_patches_still_apply(
+    update: tuple[dict[str, Any], dict[str, Any]],
+    path: tuple[str | int, ...],
+    value: Any,
+    which: str,
+    context: Context,
+) -> None:
+    old, new = update
+    node: Any = old if which == "old" else new
+    for key in path[:-1]:
+        if not _holds(node, key, existing=True):
+            return
+        node = node[key]
+    if not _holds(node, path[-1], existing=False):
+        return
+    node[path[-1]] = value
+    for mode in Mode:
+        verdict = evaluate(_review(old, new), context, mode=mode)
+        jsonpatch.apply_patch(copy.deepcopy(new), verdict.render_patch())
+
+
+def _holds(node: Any, key: str | int, *, existing: bool) -> bool:
+    """True when `node[key]` can be read (existing) or written."""
+    if isinstance(node, dict) and isinstance(key, str):
+        return key in node or not existing
+    return isinstance(node, list) and isinstance(key, int) and key < len(node)
