@@ -11,7 +11,8 @@ from policy.views import ABSENT, Interface, Network, Spec
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Removal:
-    """A non-absent interface, or its network, deleted from the spec."""
+    """A non-absent interface, or its network, deleted from the spec; or an absent one
+    deleted while the VMI still has it (its unplug is not finished)."""
 
     name: str
     interface: Interface | None  # the old entry, when the interface itself was deleted
@@ -33,8 +34,9 @@ class Changes:
     """The interface changes of one update.
 
     plugged: new name with a state other than absent; unplugged: state became
-    absent; removed: deleted without `state: absent`; cleaned: an absent
-    interface deleted (KubeVirt does this itself); cancelled: absent before, not now.
+    absent; removed: deleted without `state: absent` (or before the VMI finished
+    unplugging it); cleaned: an absent interface deleted once the VMI no longer
+    has it (KubeVirt does this itself); cancelled: absent before, not now.
     """
 
     plugged: tuple[Interface, ...] = ()
@@ -111,9 +113,13 @@ def diff(old: Spec, new: Spec, *, running: Spec | None = None) -> Changes:
         net_gone = name in old_nets and name not in new_nets
         if not (iface_gone or net_gone):
             continue
-        if before.get("state") == ABSENT:
+        if before.get("state") == ABSENT and (
+            running is None or name not in running.raw_interfaces
+        ):
             cleaned.append(name)
         else:
+            # Deleting an interface whose unplug the VMI has not finished is as much
+            # a restart as deleting a plugged one: KubeVirt finds it missing.
             removed.append(
                 Removal(
                     name=name,
