@@ -82,18 +82,6 @@ def render_ledger(ledger: Ledger) -> str:
     return _COMPACT.encode({"vmi": ledger.vmi, "interfaces": list(ledger.interfaces)})
 
 
-def render_status(status: HotplugStatus) -> str:
-    return _COMPACT.encode(
-        {
-            "id": status.id,
-            "phase": status.phase.value,
-            "migration": status.migration,
-            "attempts": status.attempts,
-            "message": status.message,
-        }
-    )
-
-
 def parse_request(text: object) -> HotplugRequest | None:
     """The request in an annotation value, or None if absent or malformed."""
     data = _load(text)

@@ -45,7 +45,6 @@ class Changes:
     cleaned: tuple[str, ...] = ()
     cancelled: tuple[Interface, ...] = ()
     modified: tuple[Modification, ...] = ()
-    declared_pod_network: tuple[Interface, ...] = ()
 
     @property
     def hotplug(self) -> bool:
@@ -73,17 +72,15 @@ def diff(old: Spec, new: Spec, *, running: Spec | None = None) -> Changes:
     plugged: list[Interface] = []
     unplugged: list[Interface] = []
     cancelled: list[Interface] = []
-    declared: list[Interface] = []
     modified: list[Modification] = []
     for name, iface in new_ifaces.items():
         entry = old_ifaces.get(name)
         if entry is None:
             net = new_nets.get(name)
-            if implicit and net is not None and net.pod:
-                # KubeVirt attached the pod network to the VMI only; writing it into
-                # the template declares it, it does not plug anything.
-                declared.append(iface)
-            elif not iface.absent:
+            # With an implicit pod network (KubeVirt added it to the VMI only), writing
+            # it into the template declares it; it does not plug anything.
+            declaring = implicit and net is not None and net.pod
+            if not declaring and not iface.absent:
                 plugged.append(iface)
             continue
         before = entry[1]
@@ -134,7 +131,6 @@ def diff(old: Spec, new: Spec, *, running: Spec | None = None) -> Changes:
         cleaned=tuple(cleaned),
         cancelled=tuple(cancelled),
         modified=tuple(modified),
-        declared_pod_network=tuple(declared),
     )
 
 
