@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,6 +130,16 @@ def start(
         stop(service)
         raise
     return service
+
+
+@contextlib.contextmanager
+def serving(tmp: Path, **options: Any) -> Iterator[Service]:
+    """`start` the service for a `with` block and always `stop` it afterwards."""
+    running = start(tmp, **options)
+    try:
+        yield running
+    finally:
+        stop(running)
 
 
 def stop(service: Service) -> None:

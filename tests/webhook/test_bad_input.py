@@ -62,11 +62,8 @@ VM_PATHS = (
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    running = service.start(tmp_path_factory.mktemp("bad-input"))
-    try:
+    with service.serving(tmp_path_factory.mktemp("bad-input")) as running:
         yield running
-    finally:
-        service.stop(running)
 
 
 @pytest.fixture(scope="module")

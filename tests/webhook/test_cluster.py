@@ -57,20 +57,14 @@ def fake() -> Iterator[FakeApiServer]:
 def served(tmp_path_factory: pytest.TempPathFactory, fake: FakeApiServer) -> Iterator[Service]:
     tmp = tmp_path_factory.mktemp("cluster")
     kubeconfig = fake.write_kubeconfig(tmp / "kubeconfig")
-    running_service = service.start(tmp, args=("--kubeconfig", str(kubeconfig)))
-    try:
-        yield running_service
-    finally:
-        service.stop(running_service)
+    with service.serving(tmp, args=("--kubeconfig", str(kubeconfig))) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
 def offline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    running_service = service.start(tmp_path_factory.mktemp("offline"), args=("--offline",))
-    try:
-        yield running_service
-    finally:
-        service.stop(running_service)
+    with service.serving(tmp_path_factory.mktemp("offline"), args=("--offline",)) as running:
+        yield running
 
 
 def plug(served: Service, network: str) -> Outcome:

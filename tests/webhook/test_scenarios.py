@@ -39,11 +39,8 @@ MAC_ALLOCATOR = "mac-allocator.example.com"
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    running_service = service.start(tmp_path_factory.mktemp("scenarios"))
-    try:
-        yield running_service
-    finally:
-        service.stop(running_service)
+    with service.serving(tmp_path_factory.mktemp("scenarios")) as running:
+        yield running
 
 
 def mac_allocator(old: Object | None) -> LocalMutator:

@@ -27,13 +27,10 @@ DEFAULT_PORT = 8443
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     tmp = tmp_path_factory.mktemp("serve")
-    running = service.start(
+    with service.serving(
         tmp, args=("--workers", "2", "--threads", "4"), env={"TMPDIR": str(tmp)}
-    )
-    try:
+    ) as running:
         yield running
-    finally:
-        service.stop(running)
 
 
 def https_connection(served: Service) -> http.client.HTTPSConnection:
