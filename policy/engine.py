@@ -23,7 +23,7 @@ from policy.instances import Instance, parse_instance
 from policy.mutations import annotation_ops, convert_removals, guarded_keys, set_model_ops
 from policy.review import UNKNOWN_CONTEXT, Context, Mode, Operation, Review
 from policy.specrules import check_spec
-from policy.transitions import RULES, Situation, previous_request_unfinished, removal_eligible
+from policy.transitions import RULES, Situation, removal_eligible
 from policy.verdicts import Action, Cause, CauseType, Finding, PatchOp, Verdict
 from policy.views import Spec, VirtualMachine, parse_spec, parse_vm
 
@@ -268,7 +268,7 @@ def _unknowns(s: Situation) -> Iterable[str]:
     if (
         s.changes.hotplug
         and s.config.action(RuleId.HOTPLUG_IN_PROGRESS) is not Action.OFF
-        and previous_request_unfinished(s) is None
+        and s.previous_unfinished is None
     ):
         yield (
             f"{RuleId.HOTPLUG_IN_PROGRESS}: cannot tell whether the previous hot plug finished; "

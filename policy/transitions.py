@@ -44,12 +44,14 @@ class Situation:
     namespace: str
     ledger: Ledger  # the old VM's ledger annotation, as written
 
-    def network_of(self, iface: Interface) -> Network | None:
-        return self.spec.network(iface.name)
-
     @cached_property
     def capacity(self) -> Capacity:
         return capacity(self)
+
+    @cached_property
+    def previous_unfinished(self) -> bool | None:
+        """Whether the VM's previous hot plug request is unfinished (None: cannot tell)."""
+        return previous_request_unfinished(self)
 
 
 def removal_eligible(
@@ -106,7 +108,7 @@ def check_plug_model(s: Situation) -> Iterator[Cause]:
 
 def check_plug_network(s: Situation) -> Iterator[Cause]:
     for iface in s.changes.plugged:
-        net = s.network_of(iface)
+        net = s.spec.network(iface.name)
         if net is None or not net.sources:
             continue  # pairing and source problems are kubevirt-spec findings
         if net.secondary and net.multus_name:
@@ -130,7 +132,7 @@ def check_plug_network(s: Situation) -> Iterator[Cause]:
 def _plugged_nads(s: Situation) -> Iterator[tuple[Interface, Network, str, str]]:
     """(interface, network, namespace, name) of the NAD each plugged interface refers to."""
     for iface in s.changes.plugged:
-        net = s.network_of(iface)
+        net = s.spec.network(iface.name)
         if net is None or not net.multus or not net.multus_name:
             continue
         namespace, _, name = net.multus_name.rpartition("/")
@@ -404,7 +406,7 @@ def check_hotplug_in_progress(s: Situation) -> Iterator[Cause]:
             f"migration '{name}' of this VM is unfinished (phase {phase or 'new'}); wait until it "
             "succeeds or fails, then retry",
         )
-    if previous_request_unfinished(s) is True:
+    if s.previous_unfinished is True:
         yield _cause(
             RuleId.HOTPLUG_IN_PROGRESS,
             field,
