@@ -12,6 +12,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii as _quote
 
 PREFIX = "hotplug-guard.io/"
 REQUEST = PREFIX + "request"
@@ -30,7 +31,6 @@ class Phase(enum.StrEnum):
 
 
 FINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.SKIPPED})
-_COMPACT = json.JSONEncoder(separators=(",", ":"))  # one encoder: json.dumps builds one per call
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,19 +67,35 @@ class HotplugStatus:
 
 
 def request_id(vm_uid: str, interfaces: Iterable[tuple[str, bool]]) -> str:
-    """Stable 16-hex id of a VM's resulting interface set: (name, absent) pairs."""
-    canonical = _COMPACT.encode([vm_uid, sorted(interfaces)])
+    """Stable 16-hex id of a VM's resulting interface set: (name, absent) pairs.
+
+    Hashes the compact JSON `[uid, [[name, absent], ...]]` with the pairs sorted.
+    """
+    pairs = ",".join(
+        f"[{_quote(name)},{'true' if absent else 'false'}]" for name, absent in sorted(interfaces)
+    )
+    canonical = f"[{_quote(vm_uid)},[{pairs}]]"
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+# The annotation values are compact JSON (as `json.dumps(..., separators=(",", ":"))`
+# writes them), rendered directly: these run on every plug and a JSON encoder is
+# set up anew on each call.
+
+
 def render_request(request: HotplugRequest) -> str:
-    return _COMPACT.encode(
-        {"id": request.id, "plug": list(request.plug), "unplug": list(request.unplug)}
+    return (
+        f'{{"id":{_quote(request.id)},"plug":{_list(request.plug)},'
+        f'"unplug":{_list(request.unplug)}}}'
     )
 
 
 def render_ledger(ledger: Ledger) -> str:
-    return _COMPACT.encode({"vmi": ledger.vmi, "interfaces": list(ledger.interfaces)})
+    return f'{{"vmi":{_quote(ledger.vmi)},"interfaces":{_list(ledger.interfaces)}}}'
+
+
+def _list(names: Iterable[str]) -> str:
+    return f"[{','.join(map(_quote, names))}]"
 
 
 def parse_request(text: object) -> HotplugRequest | None:

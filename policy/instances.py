@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
+from policy.lazy import lazy
 from policy.views import Spec, mapping, parse_spec, text
 
 FINAL_VMI_PHASES = frozenset({"Succeeded", "Failed"})
@@ -52,11 +52,11 @@ class Instance:
         """Not in a final phase: the VM is running (or starting) in this VMI."""
         return self.phase not in FINAL_VMI_PHASES
 
-    @cached_property
+    @lazy
     def spec(self) -> Spec:
         return parse_spec(self.raw.get("spec"), base="spec")
 
-    @cached_property
+    @lazy
     def status_interfaces(self) -> Mapping[str, StatusInterface]:
         """`status.interfaces` by name (the first entry of each name)."""
         interfaces: dict[str, StatusInterface] = {}
@@ -74,7 +74,7 @@ class Instance:
             )
         return interfaces
 
-    @cached_property
+    @lazy
     def conditions(self) -> Mapping[str, Condition]:
         """`status.conditions` by type (the first entry of each type)."""
         conditions: dict[str, Condition] = {}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import cached_property
 
 from policy import paths
 from policy.annotations import REQUEST, STATUS, Ledger, parse_request, parse_status
@@ -18,6 +17,7 @@ from policy.catalogue import RuleId
 from policy.changes import Changes
 from policy.config import Completion, PolicyConfig
 from policy.instances import Instance, unfinished_migrations
+from policy.lazy import lazy
 from policy.review import Context
 from policy.slots import estimate_pci, on_root_complex, slot_count, supports_pcie_hotplug
 from policy.verdicts import Cause, CauseType
@@ -31,7 +31,7 @@ class Situation:
     """Everything a hot plug rule may look at; `spec` is the new spec after mutation.
 
     Not slotted, so derived facts several rules need are computed once
-    (`cached_property`).
+    (`lazy`).
     """
 
     old: VirtualMachine
@@ -44,11 +44,11 @@ class Situation:
     namespace: str
     ledger: Ledger  # the old VM's ledger annotation, as written
 
-    @cached_property
+    @lazy
     def capacity(self) -> Capacity:
         return capacity(self)
 
-    @cached_property
+    @lazy
     def previous_unfinished(self) -> bool | None:
         """Whether the VM's previous hot plug request is unfinished (None: cannot tell)."""
         return previous_request_unfinished(self)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any, NamedTuple
 
 from policy import paths
+from policy.lazy import lazy
 
 EMPTY: Mapping[str, Any] = {}
 
@@ -119,7 +119,7 @@ class Spec:
         self.interfaces_listed = bool(self._raw_interfaces)
         self.networks_listed = bool(self._raw_networks)
 
-    @cached_property
+    @lazy
     def interfaces(self) -> tuple[Interface, ...]:
         base = f"{self.base}.domain.devices.interfaces"
         return tuple(
@@ -128,7 +128,7 @@ class Spec:
             if _is_entry(item, index, base, self._entry_shapes)
         )
 
-    @cached_property
+    @lazy
     def networks(self) -> tuple[Network, ...]:
         base = f"{self.base}.networks"
         return tuple(
@@ -137,7 +137,7 @@ class Spec:
             if _is_entry(item, index, base, self._entry_shapes)
         )
 
-    @cached_property
+    @lazy
     def _entry_shapes(self) -> list[Shape]:
         return []
 
@@ -147,12 +147,12 @@ class Spec:
         _ = self.interfaces, self.networks
         return (*self._container_shapes, *self._entry_shapes)
 
-    @cached_property
+    @lazy
     def raw_interfaces(self) -> dict[str, tuple[int, dict[str, Any]]]:
         """(index, entry) of the first interface of each name, without building views."""
         return _by_name(self._raw_interfaces)
 
-    @cached_property
+    @lazy
     def raw_networks(self) -> dict[str, tuple[int, dict[str, Any]]]:
         return _by_name(self._raw_networks)
 
@@ -176,7 +176,7 @@ class Spec:
             name for name, (_, item) in self.raw_interfaces.items() if item.get("state") != ABSENT
         ]
 
-    @cached_property
+    @lazy
     def interfaces_by_name(self) -> dict[str, Interface]:
         """First interface of each name (duplicates are a kubevirt-spec finding)."""
         result: dict[str, Interface] = {}
@@ -184,7 +184,7 @@ class Spec:
             result.setdefault(iface.name, iface)
         return result
 
-    @cached_property
+    @lazy
     def networks_by_name(self) -> dict[str, Network]:
         result: dict[str, Network] = {}
         for net in self.networks:

@@ -1,0 +1,61 @@
+"""The annotation values are compact JSON that any JSON reader, and the parsers here, read back."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from policy.annotations import (
+    HotplugRequest,
+    Ledger,
+    parse_ledger,
+    parse_request,
+    render_ledger,
+    render_request,
+    request_id,
+)
+
+names = st.lists(st.text(max_size=12), max_size=5).map(tuple)
+
+
+def compact(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+@given(ident=st.text(max_size=20), plug=names, unplug=names)
+def test_request_renders_as_compact_json(
+    ident: str, plug: tuple[str, ...], unplug: tuple[str, ...]
+) -> None:
+    request = HotplugRequest(id=ident, plug=plug, unplug=unplug)
+    text = render_request(request)
+    assert text == compact({"id": ident, "plug": list(plug), "unplug": list(unplug)})
+    assert parse_request(text) == request
+
+
+@given(vmi=st.text(max_size=20), interfaces=names)
+def test_ledger_renders_as_compact_json(vmi: str, interfaces: tuple[str, ...]) -> None:
+    ledger = Ledger(vmi=vmi, interfaces=interfaces)
+    text = render_ledger(ledger)
+    assert text == compact({"vmi": vmi, "interfaces": list(interfaces)})
+    assert parse_ledger(text) == ledger
+
+
+@given(uid=st.text(max_size=20), pairs=st.lists(st.tuples(st.text(max_size=8), st.booleans())))
+def test_request_id_hashes_the_sorted_interface_set(
+    uid: str, pairs: list[tuple[str, bool]]
+) -> None:
+    canonical = compact([uid, [list(pair) for pair in sorted(pairs)]])
+    expected = hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    assert request_id(uid, pairs) == expected
+    assert request_id(uid, reversed(pairs)) == expected
+
+
+def test_request_id_is_stable_across_releases() -> None:
+    # ids written by earlier releases must still match the same interface set
+    assert (
+        request_id("uid-1", [("nic1", False), ("default", False)])
+        == hashlib.sha256(b'["uid-1",[["default",false],["nic1",false]]]').hexdigest()[:16]
+    )
