@@ -88,7 +88,7 @@ def evaluate(
         causes = check_spec(
             spec, creating=review.operation is Operation.CREATE, kubevirt=context.kubevirt
         )
-        _collect(findings, config, RuleId.KUBEVIRT_SPEC, causes)
+        _collect(findings, config.action(RuleId.KUBEVIRT_SPEC), causes)
 
     if not exempt:
         desired = (
@@ -118,9 +118,12 @@ def evaluate(
             namespace=new.namespace or review.namespace or old.namespace,
             ledger=parse_ledger(old.annotations.get(LEDGER)) or NO_LEDGER,
         )
+        actions = config.rules
         for rule, check, trigger in RULES:
-            if trigger(changes) and config.action(rule) is not Action.OFF:
-                _collect(findings, config, rule, check(situation))
+            if trigger(changes):
+                action = actions[rule]
+                if action is not Action.OFF:
+                    _collect(findings, action, check(situation))
         warnings.extend(_unknowns(situation))
 
     return _verdict(findings, warnings, ops if mutate else [])
@@ -245,7 +248,7 @@ def _guard_annotations(
             warnings.append(f"{RuleId.GUARDED_ANNOTATIONS}: '{key}' is managed, restored")
         target[key] = wanted if isinstance(wanted, str) or wanted is None else None
     if action is not Action.OFF:
-        _collect(findings, config, RuleId.GUARDED_ANNOTATIONS, forged)
+        _collect(findings, action, forged)
     return target
 
 
@@ -276,10 +279,7 @@ def _unknowns(s: Situation) -> Iterable[str]:
         )
 
 
-def _collect(
-    findings: list[Finding], config: PolicyConfig, rule: RuleId, causes: Iterable[Cause]
-) -> None:
-    action = config.action(rule)
+def _collect(findings: list[Finding], action: Action, causes: Iterable[Cause]) -> None:
     for cause in causes:
         findings.append(Finding(cause=cause, action=action))
 

@@ -15,7 +15,7 @@ from typing import Any
 from policy import paths
 from policy.catalogue import RuleId
 from policy.verdicts import Cause, CauseType
-from policy.views import ABSENT, Binding, Spec, mapping
+from policy.views import ABSENT, Binding, Interface, Spec, mapping
 
 RULE = RuleId.KUBEVIRT_SPEC
 STATES = frozenset({"", ABSENT, "up", "down"})
@@ -94,6 +94,8 @@ def _network_sources(spec: Spec) -> Iterator[Cause]:
 def _states(spec: Spec) -> Iterator[Cause]:
     default = next((net.name for net in spec.networks if net.default), None)
     for iface in spec.interfaces:
+        if not iface.state:
+            continue  # the common case: nothing to check, no field path to build
         field = paths.interface(iface.position, "state")
         if iface.state not in STATES:
             yield _cause(
@@ -205,11 +207,10 @@ def _pairing(spec: Spec) -> Iterator[Cause]:
 
 def _formats(spec: Spec) -> Iterator[Cause]:
     for iface in spec.interfaces:
-        name_field = paths.interface(iface.position, "name")
         if not NAME.fullmatch(iface.name):
             yield _cause(
                 CauseType.INVALID,
-                name_field,
+                paths.interface(iface.position, "name"),
                 "Network interface name can only contain alphabetical characters, numbers, "
                 "dashes (-) or underscores (_)",
             )
@@ -217,7 +218,7 @@ def _formats(spec: Spec) -> Iterator[Cause]:
             yield _cause(
                 CauseType.NOT_SUPPORTED,
                 paths.interface(iface.position, "model"),
-                f"interface {name_field} uses model {iface.model} that is not supported.",
+                f"interface {_name_field(iface)} uses model {iface.model} that is not supported.",
             )
         if iface.mac:
             size = mac_length(iface.mac)
@@ -225,20 +226,25 @@ def _formats(spec: Spec) -> Iterator[Cause]:
                 yield _cause(
                     CauseType.INVALID,
                     paths.interface(iface.position, "macAddress"),
-                    f"interface {name_field} has malformed MAC address ({iface.mac}).",
+                    f"interface {_name_field(iface)} has malformed MAC address ({iface.mac}).",
                 )
             elif size > 6:
                 yield _cause(
                     CauseType.INVALID,
                     paths.interface(iface.position, "macAddress"),
-                    f"interface {name_field} has too long MAC address ({iface.mac}).",
+                    f"interface {_name_field(iface)} has too long MAC address ({iface.mac}).",
                 )
         if iface.pci_address and not PCI_ADDRESS.fullmatch(iface.pci_address):
             yield _cause(
                 CauseType.INVALID,
                 paths.interface(iface.position, "pciAddress"),
-                f"interface {name_field} has malformed PCI address ({iface.pci_address}).",
+                f"interface {_name_field(iface)} has malformed PCI address ({iface.pci_address}).",
             )
+
+
+def _name_field(iface: Interface) -> str:
+    """KubeVirt names the interface by its field path in format messages."""
+    return paths.interface(iface.position, "name")
 
 
 def _discontinued(spec: Spec) -> Iterator[Cause]:

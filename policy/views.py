@@ -122,19 +122,25 @@ class Spec:
     @lazy
     def interfaces(self) -> tuple[Interface, ...]:
         base = f"{self.base}.domain.devices.interfaces"
+        shapes = self._entry_shapes
         return tuple(
-            _interface(index, item, base, self._entry_shapes)
-            for index, item in enumerate(self._raw_interfaces)
-            if _is_entry(item, index, base, self._entry_shapes)
+            [
+                _interface(index, item, base, shapes)
+                for index, item in enumerate(self._raw_interfaces)
+                if item.__class__ is dict or _not_entry(index, base, shapes)
+            ]
         )
 
     @lazy
     def networks(self) -> tuple[Network, ...]:
         base = f"{self.base}.networks"
+        shapes = self._entry_shapes
         return tuple(
-            _network(index, item)
-            for index, item in enumerate(self._raw_networks)
-            if _is_entry(item, index, base, self._entry_shapes)
+            [
+                _network(index, item)
+                for index, item in enumerate(self._raw_networks)
+                if item.__class__ is dict or _not_entry(index, base, shapes)
+            ]
         )
 
     @lazy
@@ -207,9 +213,8 @@ class Spec:
         return []
 
 
-def _is_entry(item: object, index: int, base: str, shapes: list[Shape]) -> bool:
-    if isinstance(item, dict):
-        return True
+def _not_entry(index: int, base: str, shapes: list[Shape]) -> bool:
+    """Record an entry that is not a JSON object; always False (the entry is skipped)."""
     shapes.append(Shape(field=f"{base}[{index}]", expected="object"))
     return False
 
@@ -224,9 +229,8 @@ def _by_name(items: list[Any]) -> dict[str, tuple[int, dict[str, Any]]]:
     return result
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class VirtualMachine:
-    """A VirtualMachine object as the engine sees it."""
+class VirtualMachine(NamedTuple):
+    """A VirtualMachine object as the engine sees it (a NamedTuple: two per request)."""
 
     name: str
     namespace: str
@@ -304,12 +308,16 @@ def _string(value: object, field: str, shapes: list[Shape]) -> str:
 
 
 def _network(index: int, item: Mapping[str, Any]) -> Network:
-    multus = mapping(item.get("multus"))
+    name = item.get("name", "")
+    multus = item.get("multus")
+    if multus.__class__ is not dict:
+        multus = EMPTY
+    network_name = multus.get("networkName", "")
     return Network(
         index,
-        text(item.get("name")),
-        tuple(key for key in item if key in SOURCE_KEYS and item[key] is not None),
-        text(multus.get("networkName")),
+        name if name.__class__ is str else "",
+        tuple([key for key in item if key in SOURCE_KEYS and item[key] is not None]),
+        network_name if network_name.__class__ is str else "",
         multus.get("default") is True,
         item,
     )
