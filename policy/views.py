@@ -106,16 +106,16 @@ class Spec:
     def __init__(self, raw: object, *, base: str = paths.SPEC) -> None:
         self.base = base
         self._container_shapes: list[Shape] = []
-        spec = self._child(raw, "", base)
-        self.domain = self._child(spec.get("domain"), "domain", base)
-        self.devices = self._child(self.domain.get("devices"), "devices", f"{base}.domain")
-        machine = self._child(self.domain.get("machine"), "machine", f"{base}.domain")
+        spec = self._child(raw, "")
+        self.domain = self._child(spec.get("domain"), ".domain")
+        self.devices = self._child(self.domain.get("devices"), ".domain.devices")
+        machine = self._child(self.domain.get("machine"), ".domain.machine")
         self.machine_type = text(machine.get("type"))
         self.architecture = text(spec.get("architecture"))
         self._raw_interfaces = self._list(
-            self.devices.get("interfaces"), f"{base}.domain.devices.interfaces"
+            self.devices.get("interfaces"), ".domain.devices.interfaces"
         )
-        self._raw_networks = self._list(spec.get("networks"), f"{base}.networks")
+        self._raw_networks = self._list(spec.get("networks"), ".networks")
         self.interfaces_listed = bool(self._raw_interfaces)
         self.networks_listed = bool(self._raw_networks)
 
@@ -127,7 +127,7 @@ class Spec:
             [
                 _interface(index, item, base, shapes)
                 for index, item in enumerate(self._raw_interfaces)
-                if item.__class__ is dict or _not_entry(index, base, shapes)
+                if isinstance(item, dict) or _not_entry(index, base, shapes)
             ]
         )
 
@@ -139,7 +139,7 @@ class Spec:
             [
                 _network(index, item)
                 for index, item in enumerate(self._raw_networks)
-                if item.__class__ is dict or _not_entry(index, base, shapes)
+                if isinstance(item, dict) or _not_entry(index, base, shapes)
             ]
         )
 
@@ -197,19 +197,20 @@ class Spec:
             result.setdefault(net.name, net)
         return result
 
-    def _child(self, value: object, key: str, base: str) -> Mapping[str, Any]:
-        if value is None or isinstance(value, dict):
-            return mapping(value)
-        self._container_shapes.append(
-            Shape(field=f"{base}.{key}" if key else base, expected="object")
-        )
+    # Field paths of shape problems are `base` + a suffix, joined only when reported.
+
+    def _child(self, value: object, suffix: str) -> Mapping[str, Any]:
+        if isinstance(value, dict):
+            return value
+        if value is not None:
+            self._container_shapes.append(Shape(field=self.base + suffix, expected="object"))
         return EMPTY
 
-    def _list(self, value: object, field: str) -> list[Any]:
+    def _list(self, value: object, suffix: str) -> list[Any]:
         if isinstance(value, list):
             return value
         if value is not None:
-            self._container_shapes.append(Shape(field=field, expected="list"))
+            self._container_shapes.append(Shape(field=self.base + suffix, expected="list"))
         return []
 
 
@@ -310,7 +311,7 @@ def _string(value: object, field: str, shapes: list[Shape]) -> str:
 def _network(index: int, item: Mapping[str, Any]) -> Network:
     name = item.get("name", "")
     multus = item.get("multus")
-    if multus.__class__ is not dict:
+    if not isinstance(multus, dict):
         multus = EMPTY
     network_name = multus.get("networkName", "")
     return Network(
