@@ -17,12 +17,21 @@ _RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime
 
 
 class JsonFormatter(logging.Formatter):
-    """Render a record as one JSON line; `extra=` fields become top-level keys."""
+    """Render a record as one JSON line; `extra=` fields become top-level keys.
+
+    One line is written per review, so the encoder is built once and the
+    timestamp's seconds part is formatted once per second.
+    """
+
+    _encode = json.JSONEncoder(default=str, separators=(",", ":")).encode
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._second: tuple[int, str] = (-1, "")
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "time": f"{self._timestamp(int(record.created))}.{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "pid": record.process,
@@ -33,7 +42,14 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, separators=(",", ":"))
+        return self._encode(entry)
+
+    def _timestamp(self, seconds: int) -> str:
+        cached, text = self._second  # one tuple, so threads never see a torn pair
+        if cached != seconds:
+            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+            self._second = (seconds, text)
+        return text
 
 
 def configure(level: int = logging.INFO) -> None:
