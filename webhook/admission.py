@@ -6,8 +6,6 @@ source are injected, which is how tests replace them.
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -115,19 +113,18 @@ def _dig(data: object, *keys: str) -> Any:
     return data
 
 
-def check_patch(request: AdmissionRequest, document: AdmissionReviewWire) -> None:
-    """Apply the rendered patch to the request's object, as kube-apiserver will.
+def check_patch(request: AdmissionRequest, answer: Answer, document: AdmissionReviewWire) -> None:
+    """Apply the patch the response carries to the request's object, as kube-apiserver will.
 
     A patch that fails here would fail in kube-apiserver as an internal error, even with
-    failurePolicy Ignore, so it must never leave the webhook. The patch is decoded from
-    the rendered response (what is checked is exactly what is sent) and applied in
-    place: the object was decoded for this request alone and is not read again, and
-    copying it would cost more than the whole evaluation.
+    failurePolicy Ignore, so it must never leave the webhook. The operations are the
+    ones `render_review` encoded (rendering is deterministic, so they are not decoded
+    back from base64) and are applied in place: the object was decoded for this request
+    alone and is not read again, and copying it would cost more than the whole evaluation.
     """
-    encoded = document["response"].get("patch")
-    if encoded is None:
+    if "patch" not in document["response"]:
         return
     try:
-        jsonpatch.apply_patch(request.object, json.loads(base64.b64decode(encoded)), in_place=True)
+        jsonpatch.apply_patch(request.object, answer.verdict.render_patch(), in_place=True)
     except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as error:
         raise PatchSelfCheckError(f"engine patch does not apply: {error}") from error

@@ -74,7 +74,7 @@ def create_app(*, admission: Admission, metrics: Metrics) -> Flask:
         try:
             answer = admission.answer(parsed, mode=mode, deadline=deadline)
             document = render_review(envelope, answer, mode=mode)
-            check_patch(parsed, document)
+            check_patch(parsed, answer, document)
         except Exception:
             LOG.exception("review failed", extra={"uid": envelope.uid, "endpoint": endpoint})
             metrics.failures.labels(endpoint).inc()
