@@ -193,15 +193,18 @@ def test_a_worker_that_dies_is_replaced_and_its_live_gauges_are_dropped(tmp_path
     running = service.start(tmp_path, env={"TMPDIR": str(tmp_path)})
     try:
         (directory,) = tmp_path.glob("hotplug-guard-metrics-*")
-        before = running.worker_pids()
-        victim = min(before)
-        assert (directory / f"gauge_livemin_{victim}.db").exists()
+        victim = min(running.worker_pids())
+        gauge = directory / f"gauge_livemin_{victim}.db"
+        deadline = time.monotonic() + 15
+        while not gauge.exists():  # /healthz may have been answered by the other worker
+            assert time.monotonic() < deadline, "the worker never wrote its gauge"
+            time.sleep(0.05)
         os.kill(victim, signal.SIGKILL)
         deadline = time.monotonic() + 15
         while len(running.worker_pids() - {victim}) < 2:
             assert time.monotonic() < deadline, "the worker was not replaced"
             time.sleep(0.05)
-        assert not (directory / f"gauge_livemin_{victim}.db").exists()
+        assert not gauge.exists()
         assert running.post_review(hotplug_review(uid="after"))["response"]["uid"] == "after"
     finally:
         service.stop(running)
