@@ -15,13 +15,15 @@ import copy
 import json
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from policy import Context, Operation, Review, UserInfo, evaluate, parse_config
 
 CONFIG = parse_config({"hotplugSlots": 300, "pciSlots": 1000})
+NICS = (2, 4, 256)
 
 
 def vm(nics: int) -> dict[str, Any]:
@@ -104,21 +106,21 @@ def samples_us(fn: Callable[[], object], repeat: int) -> list[float]:
     return samples
 
 
-def measure(
-    fn: Callable[[], object], baseline: Callable[[], object], *, repeat: int, rounds: int
-) -> tuple[float, float, float]:
-    """p50 and p90 of `fn` and p50 of `baseline`, alternating the two over `rounds`.
+@dataclass(frozen=True, slots=True)
+class Round:
+    """One round of one scenario: evaluate p50 and p90, json.loads p50 (µs)."""
 
-    Alternating keeps both exposed to the same machine noise; the result is the
-    median over rounds of each round's percentile.
-    """
-    p50s, p90s, bases = [], [], []
-    for _ in range(rounds):
-        runs = sorted(samples_us(fn, repeat))
-        p50s.append(statistics.median(runs))
-        p90s.append(runs[int(len(runs) * 0.9)])
-        bases.append(statistics.median(samples_us(baseline, repeat)))
-    return statistics.median(p50s), statistics.median(p90s), statistics.median(bases)
+    p50: float
+    p90: float
+    base: float
+
+
+def measure_round(
+    fn: Callable[[], object], baseline: Callable[[], object], *, repeat: int
+) -> Round:
+    runs = sorted(samples_us(fn, repeat))
+    base = statistics.median(samples_us(baseline, repeat))
+    return Round(p50=statistics.median(runs), p90=runs[int(len(runs) * 0.9)], base=base)
 
 
 def main() -> None:
@@ -126,27 +128,38 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2000, help="timings per round")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    print(f"{'scenario':<10} {'evaluate p50':>13} {'p90':>9} {'json.loads p50':>15} {'ratio':>7}")
-    results = {}
-    for nics in (2, 4, 256):
+    prepared = {}
+    for nics in NICS:
         review, context, body = scenario(nics)
         verdict = evaluate(review, context, CONFIG)
         if not verdict.allowed or not verdict.patch:
             raise SystemExit(f"scenario {nics}-NIC is not an allowed hot plug: {verdict}")
-        repeat = args.repeat if nics < 100 else max(100, args.repeat // 20)
-        p50, p90, base = measure(
+        prepared[nics] = (
             partial(evaluate, review, context, CONFIG),
             partial(json.loads, body),
-            repeat=repeat,
-            rounds=args.rounds,
+            args.repeat if nics < 100 else max(100, args.repeat // 20),
         )
-        results[nics] = p50
-        print(
-            f"{nics:>3}-NIC    {p50:>10.1f} µs {p90:>6.1f} µs {base:>12.1f} µs {p50 / base:>6.2f}x"
-        )
-    per_nic_small = (results[4] - results[2]) / 2
-    per_nic_large = (results[256] - results[4]) / 252
-    print(f"growth per NIC: {per_nic_small:.2f} µs (2→4), {per_nic_large:.2f} µs (4→256)")
+    # Every round measures every scenario, evaluate alternated with its baseline, so
+    # a machine whose speed drifts affects all scenarios alike; results are medians
+    # over rounds, and growth is computed within each round.
+    rounds: dict[int, list[Round]] = {nics: [] for nics in NICS}
+    for _ in range(args.rounds):
+        for nics, (fn, baseline, repeat) in prepared.items():
+            rounds[nics].append(measure_round(fn, baseline, repeat=repeat))
+
+    def median(values: Iterable[float]) -> float:
+        return statistics.median(list(values))
+
+    print(f"{'scenario':<10} {'evaluate p50':>13} {'p90':>9} {'json.loads p50':>15} {'ratio':>7}")
+    for nics, results in rounds.items():
+        p50 = median(r.p50 for r in results)
+        p90 = median(r.p90 for r in results)
+        base = median(r.base for r in results)
+        ratio = median(r.p50 / r.base for r in results)
+        print(f"{nics:>3}-NIC    {p50:>10.1f} µs {p90:>6.1f} µs {base:>12.1f} µs {ratio:>6.2f}x")
+    small = median((b.p50 - a.p50) / 2 for a, b in zip(rounds[2], rounds[4], strict=True))
+    large = median((b.p50 - a.p50) / 252 for a, b in zip(rounds[4], rounds[256], strict=True))
+    print(f"growth per NIC: {small:.2f} µs (2→4), {large:.2f} µs (4→256)")
 
 
 if __name__ == "__main__":
