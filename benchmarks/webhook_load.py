@@ -60,6 +60,20 @@ class Result:
     """Server CPU time (all its processes) per request: steadier than req/s on a busy host."""
 
 
+@dataclass(frozen=True, slots=True)
+class Ratios:
+    """Per-round ratios: their median, shown with the range they spread over."""
+
+    values: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    def __str__(self) -> str:
+        return f"{self.median:.2f}x (rounds {min(self.values):.2f}-{max(self.values):.2f})"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
@@ -332,19 +346,25 @@ def report(rounds: dict[str, list[Result]], args: argparse.Namespace) -> None:
     }
     for median in medians.values():
         _row(median)
-    floor, served = medians["floor"], medians["serve"]
-    throughput = served.requests_per_second / floor.requests_per_second
-    tail = served.p99_ms / floor.p99_ms
+    # Ratios are taken within each round (serve against the floor run just before it),
+    # then the median over rounds: a machine whose speed drifts between rounds would
+    # otherwise skew a ratio of medians taken from different rounds.
+    pairs = list(zip(rounds["floor"], rounds["serve"], strict=True))
+    throughput = Ratios(tuple(s.requests_per_second / f.requests_per_second for f, s in pairs))
+    tail = Ratios(tuple(s.p99_ms / f.p99_ms for f, s in pairs))
+    cpu = Ratios(tuple(s.cpu_ms / f.cpu_ms for f, s in pairs))
+    extra = statistics.median(s.cpu_ms - f.cpu_ms for f, s in pairs)
     print(
-        f"throughput serve/floor {throughput:.2f}x (target >= {TARGET_THROUGHPUT}x: "
-        f"{'met' if throughput >= TARGET_THROUGHPUT else 'missed'}); "
-        f"p99 serve/floor {tail:.2f}x (target <= {TARGET_P99}x: "
-        f"{'met' if tail <= TARGET_P99 else 'missed'})"
+        f"throughput serve/floor {throughput} (target >= {TARGET_THROUGHPUT}x: "
+        f"{_verdict(throughput.median >= TARGET_THROUGHPUT)}); "
+        f"p99 serve/floor {tail} (target <= {TARGET_P99}x: "
+        f"{_verdict(tail.median <= TARGET_P99)})"
     )
-    print(
-        f"server CPU per request serve/floor {served.cpu_ms / floor.cpu_ms:.2f}x "
-        f"({served.cpu_ms - floor.cpu_ms:.3f} ms more per review)"
-    )
+    print(f"server CPU per request serve/floor {cpu} ({extra:.3f} ms more per review)")
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "missed"
 
 
 def _row(result: Result) -> None:
