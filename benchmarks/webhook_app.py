@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.webhook_bodies import four_nic_update_bytes
-from benchmarks.webhook_load import floor_app
-from policy import PolicyConfig, Verdict, evaluate
+from benchmarks.webhook_load import floor_app, stubbed_webhook_app
+from policy import PolicyConfig, evaluate
+from webhook.logs import configure
 from webhook.metrics import enable_multiprocess
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-ALLOW_ALL = Verdict(allowed=True)
 
 
 def main() -> None:
@@ -67,7 +67,6 @@ def build_apps(scratch: Path) -> dict[str, WSGIApp]:
     from webhook.admission import Admission  # noqa: PLC0415 - after the metrics mode is set
     from webhook.app import create_app  # noqa: PLC0415
     from webhook.context import OfflineContext  # noqa: PLC0415
-    from webhook.logs import configure  # noqa: PLC0415
     from webhook.metrics import Metrics  # noqa: PLC0415
 
     configure()
@@ -75,18 +74,11 @@ def build_apps(scratch: Path) -> dict[str, WSGIApp]:
     for handler in logging.getLogger("hotplug_guard").handlers:
         if isinstance(handler, logging.StreamHandler):
             handler.setStream(log)
-
-    def allow_all(*_: object, **__: object) -> Verdict:
-        return ALLOW_ALL
-
-    def webhook(engine: Any) -> WSGIApp:
-        admission = Admission(evaluate=engine, config=PolicyConfig(), context=OfflineContext())
-        return create_app(admission=admission, metrics=Metrics())
-
+    admission = Admission(evaluate=evaluate, config=PolicyConfig(), context=OfflineContext())
     return {
         "floor": floor_app(),
-        "webhook without engine": webhook(allow_all),
-        "webhook": webhook(evaluate),
+        "webhook without engine": stubbed_webhook_app(),
+        "webhook": create_app(admission=admission, metrics=Metrics()),
     }
 
 

@@ -3,12 +3,14 @@
 The floor is the same gunicorn configuration (gthread workers, keep-alive, the
 same TLS context) serving a trivial Flask handler that decodes the review and
 returns it allowed: what any Python webhook on this stack costs before doing
-anything. Both run one after the other on loopback, driven by `wrk` with a
-realistic body (a running VM getting its 4th NIC, ~3 KB), for a bounded
-time each. The script prints req/s, p50 and p99 of both and the ratios against
-the targets (throughput >= 0.9x the floor, p99 <= 1.5x the floor).
+anything. A third server, "stubbed", is hotplug-guard's own app with an engine
+that allows everything: the webhook's cost without the policy. All run one
+after the other on loopback, driven by `wrk` with a realistic body (a running
+VM getting its 4th NIC, ~3 KB), for a bounded time each. The script prints
+req/s, p50 and p99 of each and the ratios against the targets (throughput >=
+0.9x the floor, p99 <= 1.5x the floor), taken within each round.
 
-Run: `python -m benchmarks.webhook_load [--duration 10] [--rounds 3] [--connections 16]`.
+Run: `python -m benchmarks.webhook_load [--duration 6] [--rounds 5] [--connections 16]`.
 Installs `wrk` with apt-get when it is missing (as root). Not a test: numbers
 depend on the machine.
 """
@@ -30,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,12 +41,15 @@ from flask import Flask, Response, request
 
 from benchmarks.webhook_bodies import four_nic_update_bytes
 from certs import ensure_local
+from policy import PolicyConfig, Verdict
+from webhook.logs import configure
 from webhook.server import ServerOptions, serve
 from webhook.tls import ServingContext
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_THROUGHPUT = 0.9
 TARGET_P99 = 1.5
+ALLOW_ALL = Verdict(allowed=True)
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
@@ -62,9 +67,19 @@ class Result:
 
 @dataclass(frozen=True, slots=True)
 class Ratios:
-    """Per-round ratios: their median, shown with the range they spread over."""
+    """Per-round ratios of one server to the floor: their median, shown with their range.
+
+    Each ratio compares runs of the same round, so a machine whose speed drifts
+    between rounds does not skew it the way a ratio of medians would.
+    """
 
     values: tuple[float, ...]
+
+    @classmethod
+    def of(
+        cls, floors: Sequence[Result], results: Sequence[Result], value: Callable[[Result], float]
+    ) -> Ratios:
+        return cls(tuple(value(r) / value(f) for f, r in zip(floors, results, strict=True)))
 
     @property
     def median(self) -> float:
@@ -76,8 +91,8 @@ class Ratios:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
-    parser.add_argument("--rounds", type=int, default=3, help="measured runs of each, alternated")
+    parser.add_argument("--duration", type=int, default=6, help="seconds per measured run")
+    parser.add_argument("--rounds", type=int, default=5, help="measured runs of each, alternated")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of load before measuring")
     parser.add_argument("--connections", type=int, default=16, help="keep-alive connections")
     parser.add_argument("--load-threads", type=int, default=2, help="wrk threads")
@@ -87,11 +102,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--endpoint", choices=("mutate", "validate"), default="mutate", help="path under load"
     )
     parser.add_argument("--floor-server", metavar="HOST:PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--stubbed-server", metavar="HOST:PORT", help=argparse.SUPPRESS)
     parser.add_argument("--cert-dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.floor_server:
-        return run_floor(
-            args.floor_server, args.cert_dir, workers=args.workers, threads=args.threads
+    if args.floor_server or args.stubbed_server:
+        if args.stubbed_server:
+            configure()  # the stubbed webhook writes its review lines as `serve` does
+        return run_reference(
+            args.floor_server or args.stubbed_server,
+            args.cert_dir,
+            factory=floor_app if args.floor_server else stubbed_webhook_app,
+            workers=args.workers,
+            threads=args.threads,
         )
 
     wrk = ensure_wrk()
@@ -108,8 +130,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             encoding="utf-8",
         )
         sizing = ("--workers", str(args.workers), "--threads", str(args.threads))
+        reference = [sys.executable, "-m", "benchmarks.webhook_load", *sizing]
         commands = {
-            "floor": [sys.executable, "-m", "benchmarks.webhook_load", *sizing, "--floor-server"],
+            "floor": [*reference, "--floor-server"],
+            "stubbed": [*reference, "--stubbed-server"],
             "serve": [
                 sys.executable,
                 "-m",
@@ -138,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 wait_ready(ports[name], files.ca)
                 check_answer(ports[name], f"/{args.endpoint}", body.read_bytes(), files.ca)
                 load(wrk, url, script, args, seconds=args.warmup)
-            # alternate the two under the same load, so a busy neighbour on the machine hurts both
+            # alternate them under the same load, so a busy neighbour on the machine hurts all
             rounds: dict[str, list[Result]] = {name: [] for name in urls}
             for _ in range(args.rounds):
                 for name, url in urls.items():
@@ -165,11 +189,13 @@ def ensure_wrk() -> str:
     return found
 
 
-def run_floor(bind: str, cert_dir: Path, *, workers: int, threads: int) -> int:
-    """The floor: the same gunicorn setup with a handler that only decodes and allows."""
+def run_reference(
+    bind: str, cert_dir: Path, *, factory: Callable[[], Flask], workers: int, threads: int
+) -> int:
+    """A reference app under the same gunicorn, TLS and keep-alive setup as `serve`."""
     files = ServingContext(cert=cert_dir / "tls.crt", key=cert_dir / "tls.key")
     options = ServerOptions(bind=bind, workers=workers, threads=threads, log_level="warning")
-    return serve(options, tls=files, factory=floor_app)
+    return serve(options, tls=files, factory=factory)
 
 
 def floor_app() -> Flask:
@@ -188,6 +214,24 @@ def floor_app() -> Flask:
     app.add_url_rule("/validate", "validate", allow, methods=["POST"])
     app.add_url_rule("/healthz", "healthz", lambda: "ok\n")
     return app
+
+
+def stubbed_webhook_app() -> Flask:
+    """hotplug-guard's app, offline, with an engine that allows everything.
+
+    Everything the webhook does around the engine (body checks, request parsing,
+    rendering, the review log line, the metrics) and nothing of the engine itself.
+    """
+    from webhook.admission import Admission  # noqa: PLC0415 - after the metrics mode is set
+    from webhook.app import create_app  # noqa: PLC0415
+    from webhook.context import OfflineContext  # noqa: PLC0415
+    from webhook.metrics import Metrics  # noqa: PLC0415
+
+    def allow_all(*_: object, **__: object) -> Verdict:
+        return ALLOW_ALL
+
+    admission = Admission(evaluate=allow_all, config=PolicyConfig(), context=OfflineContext())
+    return create_app(admission=admission, metrics=Metrics())
 
 
 def free_port() -> int:
@@ -319,7 +363,7 @@ def _latency(percentile: str, output: str) -> float:
 
 
 def report(rounds: dict[str, list[Result]], args: argparse.Namespace) -> None:
-    """Every run, then the medians and their ratios against the targets."""
+    """Every run, the medians, then the per-round ratios judged against the targets."""
     print(
         f"POST /{args.endpoint}, {len(four_nic_update_bytes())} byte body, {args.connections} "
         f"keep-alive connections, {args.rounds} x {args.duration}s each alternated, gunicorn "
@@ -346,14 +390,11 @@ def report(rounds: dict[str, list[Result]], args: argparse.Namespace) -> None:
     }
     for median in medians.values():
         _row(median)
-    # Ratios are taken within each round (serve against the floor run just before it),
-    # then the median over rounds: a machine whose speed drifts between rounds would
-    # otherwise skew a ratio of medians taken from different rounds.
-    pairs = list(zip(rounds["floor"], rounds["serve"], strict=True))
-    throughput = Ratios(tuple(s.requests_per_second / f.requests_per_second for f, s in pairs))
-    tail = Ratios(tuple(s.p99_ms / f.p99_ms for f, s in pairs))
-    cpu = Ratios(tuple(s.cpu_ms / f.cpu_ms for f, s in pairs))
-    extra = statistics.median(s.cpu_ms - f.cpu_ms for f, s in pairs)
+    floors, served = rounds["floor"], rounds["serve"]
+    throughput = Ratios.of(floors, served, lambda r: r.requests_per_second)
+    tail = Ratios.of(floors, served, lambda r: r.p99_ms)
+    cpu = Ratios.of(floors, served, lambda r: r.cpu_ms)
+    extra = statistics.median(s.cpu_ms - f.cpu_ms for f, s in zip(floors, served, strict=True))
     print(
         f"throughput serve/floor {throughput} (target >= {TARGET_THROUGHPUT}x: "
         f"{_verdict(throughput.median >= TARGET_THROUGHPUT)}); "
@@ -361,6 +402,12 @@ def report(rounds: dict[str, list[Result]], args: argparse.Namespace) -> None:
         f"{_verdict(tail.median <= TARGET_P99)})"
     )
     print(f"server CPU per request serve/floor {cpu} ({extra:.3f} ms more per review)")
+    stubbed = rounds["stubbed"]
+    print(
+        f"the webhook around an engine that allows all: throughput stubbed/floor "
+        f"{Ratios.of(floors, stubbed, lambda r: r.requests_per_second)}, server CPU per "
+        f"request {Ratios.of(floors, stubbed, lambda r: r.cpu_ms)}"
+    )
 
 
 def _verdict(met: bool) -> str:
