@@ -370,7 +370,7 @@ def report(rounds: dict[str, list[Result]], args: argparse.Namespace) -> None:
         f"{args.workers} workers x {args.threads} threads, TLS on loopback"
     )
     print(
-        f"{'':10}{'req/s':>8}{'p50 ms':>10}{'p99 ms':>10}{'requests':>10}{'errors':>8}"
+        f"{'':12}{'req/s':>8}{'p50 ms':>10}{'p99 ms':>10}{'requests':>10}{'errors':>8}"
         f"{'cpu ms/req':>12}"
     )
     for results in zip(*rounds.values(), strict=True):
@@ -416,7 +416,7 @@ def _verdict(met: bool) -> str:
 
 def _row(result: Result) -> None:
     print(
-        f"{result.name:10}{result.requests_per_second:>8.1f}{result.p50_ms:>10.2f}"
+        f"{result.name:12}{result.requests_per_second:>8.1f}{result.p50_ms:>10.2f}"
         f"{result.p99_ms:>10.2f}{result.requests:>10}{result.errors:>8}{result.cpu_ms:>12.3f}"
     )
 
