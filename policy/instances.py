@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from policy.lazy import lazy
 from policy.views import Spec, mapping, parse_spec, text
 
 FINAL_VMI_PHASES = frozenset({"Succeeded", "Failed"})
@@ -36,7 +35,8 @@ class Instance:
     """A VirtualMachineInstance as the engine sees it.
 
     Only name, uid and phase are read up front; spec, status interfaces and
-    conditions are parsed on first use, since most requests need none of them.
+    conditions are parsed on first use and kept, since most requests need none
+    of them.
     """
 
     def __init__(self, raw: Mapping[str, Any]) -> None:
@@ -46,19 +46,26 @@ class Instance:
         self.uid = text(metadata.get("uid"))
         self.annotations = mapping(metadata.get("annotations"))
         self.phase = text(mapping(raw.get("status")).get("phase"))
+        self._spec: Spec | None = None
+        self._status_interfaces: dict[str, StatusInterface] | None = None
+        self._conditions: dict[str, Condition] | None = None
 
     @property
     def active(self) -> bool:
         """Not in a final phase: the VM is running (or starting) in this VMI."""
         return self.phase not in FINAL_VMI_PHASES
 
-    @lazy
+    @property
     def spec(self) -> Spec:
-        return parse_spec(self.raw.get("spec"), base="spec")
+        if self._spec is None:
+            self._spec = parse_spec(self.raw.get("spec"), base="spec")
+        return self._spec
 
-    @lazy
+    @property
     def status_interfaces(self) -> Mapping[str, StatusInterface]:
         """`status.interfaces` by name (the first entry of each name)."""
+        if self._status_interfaces is not None:
+            return self._status_interfaces
         interfaces: dict[str, StatusInterface] = {}
         for item in _list(mapping(self.raw.get("status")).get("interfaces")):
             entry = mapping(item)
@@ -72,11 +79,14 @@ class Instance:
                     info_source=frozenset(s.strip() for s in sources if s.strip()),
                 ),
             )
+        self._status_interfaces = interfaces
         return interfaces
 
-    @lazy
+    @property
     def conditions(self) -> Mapping[str, Condition]:
         """`status.conditions` by type (the first entry of each type)."""
+        if self._conditions is not None:
+            return self._conditions
         conditions: dict[str, Condition] = {}
         for item in _list(mapping(self.raw.get("status")).get("conditions")):
             entry = mapping(item)
@@ -88,6 +98,7 @@ class Instance:
                     message=text(entry.get("message")),
                 ),
             )
+        self._conditions = conditions
         return conditions
 
     def legacy_naming(self) -> bool:

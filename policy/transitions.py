@@ -9,7 +9,7 @@ change occurs.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from policy import paths
 from policy.annotations import REQUEST, STATUS, Ledger, parse_request, parse_status
@@ -17,7 +17,6 @@ from policy.catalogue import RuleId
 from policy.changes import Changes
 from policy.config import Completion, PolicyConfig
 from policy.instances import Instance, unfinished_migrations
-from policy.lazy import lazy
 from policy.review import Context
 from policy.slots import estimate_pci, on_root_complex, slot_count, supports_pcie_hotplug
 from policy.verdicts import Cause, CauseType
@@ -26,12 +25,12 @@ from policy.views import Binding, Interface, Network, Spec, VirtualMachine
 AUTO_RESTART_HINT = "stop the VM, make the change, then start it"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class Situation:
     """Everything a hot plug rule may look at; `spec` is the new spec after mutation.
 
-    Not slotted, so derived facts several rules need are computed once
-    (`lazy`).
+    Rules only read it; the facts several rules need are computed on first use
+    and kept in the private fields.
     """
 
     old: VirtualMachine
@@ -43,15 +42,21 @@ class Situation:
     config: PolicyConfig
     namespace: str
     ledger: Ledger  # the old VM's ledger annotation, as written
+    _capacity: Capacity | None = field(default=None, init=False, repr=False)
+    _previous: tuple[bool | None] | None = field(default=None, init=False, repr=False)
 
-    @lazy
+    @property
     def capacity(self) -> Capacity:
-        return capacity(self)
+        if self._capacity is None:
+            self._capacity = capacity(self)
+        return self._capacity
 
-    @lazy
+    @property
     def previous_unfinished(self) -> bool | None:
         """Whether the VM's previous hot plug request is unfinished (None: cannot tell)."""
-        return previous_request_unfinished(self)
+        if self._previous is None:  # a 1-tuple, because None is a valid answer
+            self._previous = (previous_request_unfinished(self),)
+        return self._previous[0]
 
 
 def removal_eligible(

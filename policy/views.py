@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from policy import paths
-from policy.lazy import lazy
 
 EMPTY: Mapping[str, Any] = {}
 
@@ -98,14 +97,16 @@ class Shape:
 class Spec:
     """The network-relevant part of a VM template spec or a VMI spec.
 
-    Interface and network views are built on first use: most requests only
-    need the new spec in full, and look up a few entries of the old spec and
-    the VMI by name.
+    Interface and network views are built on first use and kept: most requests
+    only need the new spec in full, and look up a few entries of the old spec
+    and the VMI by name. The caches are plain attributes (not `cached_property`)
+    so the class also compiles to a native class (see docs: compiled engine).
     """
 
     def __init__(self, raw: object, *, base: str = paths.SPEC) -> None:
         self.base = base
         self._container_shapes: list[Shape] = []
+        self._entry_shapes: list[Shape] = []
         spec = self._child(raw, "")
         self.domain = self._child(spec.get("domain"), ".domain")
         self.devices = self._child(self.domain.get("devices"), ".domain.devices")
@@ -118,34 +119,40 @@ class Spec:
         self._raw_networks = self._list(spec.get("networks"), ".networks")
         self.interfaces_listed = bool(self._raw_interfaces)
         self.networks_listed = bool(self._raw_networks)
+        self._interfaces: tuple[Interface, ...] | None = None
+        self._networks: tuple[Network, ...] | None = None
+        self._interfaces_by_name: dict[str, Interface] | None = None
+        self._networks_by_name: dict[str, Network] | None = None
+        self._raw_interfaces_by_name: dict[str, tuple[int, dict[str, Any]]] | None = None
+        self._raw_networks_by_name: dict[str, tuple[int, dict[str, Any]]] | None = None
 
-    @lazy
+    @property
     def interfaces(self) -> tuple[Interface, ...]:
-        base = f"{self.base}.domain.devices.interfaces"
-        shapes = self._entry_shapes
-        return tuple(
-            [
-                _interface(index, item, base, shapes)
-                for index, item in enumerate(self._raw_interfaces)
-                if isinstance(item, dict) or _not_entry(index, base, shapes)
-            ]
-        )
+        if self._interfaces is None:
+            base = f"{self.base}.domain.devices.interfaces"
+            shapes = self._entry_shapes
+            self._interfaces = tuple(
+                [
+                    _interface(index, item, base, shapes)
+                    for index, item in enumerate(self._raw_interfaces)
+                    if isinstance(item, dict) or _not_entry(index, base, shapes)
+                ]
+            )
+        return self._interfaces
 
-    @lazy
+    @property
     def networks(self) -> tuple[Network, ...]:
-        base = f"{self.base}.networks"
-        shapes = self._entry_shapes
-        return tuple(
-            [
-                _network(index, item)
-                for index, item in enumerate(self._raw_networks)
-                if isinstance(item, dict) or _not_entry(index, base, shapes)
-            ]
-        )
-
-    @lazy
-    def _entry_shapes(self) -> list[Shape]:
-        return []
+        if self._networks is None:
+            base = f"{self.base}.networks"
+            shapes = self._entry_shapes
+            self._networks = tuple(
+                [
+                    _network(index, item)
+                    for index, item in enumerate(self._raw_networks)
+                    if isinstance(item, dict) or _not_entry(index, base, shapes)
+                ]
+            )
+        return self._networks
 
     @property
     def shapes(self) -> tuple[Shape, ...]:
@@ -153,28 +160,32 @@ class Spec:
         _ = self.interfaces, self.networks
         return (*self._container_shapes, *self._entry_shapes)
 
-    @lazy
+    @property
     def raw_interfaces(self) -> dict[str, tuple[int, dict[str, Any]]]:
         """(index, entry) of the first interface of each name, without building views."""
-        return _by_name(self._raw_interfaces)
+        if self._raw_interfaces_by_name is None:
+            self._raw_interfaces_by_name = _by_name(self._raw_interfaces)
+        return self._raw_interfaces_by_name
 
-    @lazy
+    @property
     def raw_networks(self) -> dict[str, tuple[int, dict[str, Any]]]:
-        return _by_name(self._raw_networks)
+        if self._raw_networks_by_name is None:
+            self._raw_networks_by_name = _by_name(self._raw_networks)
+        return self._raw_networks_by_name
 
     def interface(self, name: str) -> Interface | None:
         """The first interface called `name`."""
-        if "interfaces" in self.__dict__:
+        if self._interfaces is not None:
             return self.interfaces_by_name.get(name)
         entry = self.raw_interfaces.get(name)
         return None if entry is None else _interface(entry[0], entry[1], "", [])
 
     def network(self, name: str) -> Network | None:
         """The first network called `name`."""
-        if "networks" in self.__dict__:
+        if self._networks is not None:
             return self.networks_by_name.get(name)
         entry = self.raw_networks.get(name)
-        return None if entry is None else _network(*entry)
+        return None if entry is None else _network(entry[0], entry[1])
 
     def present_names(self) -> list[str]:
         """Names of the interfaces that are not absent, in spec order."""
@@ -182,20 +193,24 @@ class Spec:
             name for name, (_, item) in self.raw_interfaces.items() if item.get("state") != ABSENT
         ]
 
-    @lazy
+    @property
     def interfaces_by_name(self) -> dict[str, Interface]:
         """First interface of each name (duplicates are a kubevirt-spec finding)."""
-        result: dict[str, Interface] = {}
-        for iface in self.interfaces:
-            result.setdefault(iface.name, iface)
-        return result
+        if self._interfaces_by_name is None:
+            result: dict[str, Interface] = {}
+            for iface in self.interfaces:
+                result.setdefault(iface.name, iface)
+            self._interfaces_by_name = result
+        return self._interfaces_by_name
 
-    @lazy
+    @property
     def networks_by_name(self) -> dict[str, Network]:
-        result: dict[str, Network] = {}
-        for net in self.networks:
-            result.setdefault(net.name, net)
-        return result
+        if self._networks_by_name is None:
+            result: dict[str, Network] = {}
+            for net in self.networks:
+                result.setdefault(net.name, net)
+            self._networks_by_name = result
+        return self._networks_by_name
 
     # Field paths of shape problems are `base` + a suffix, joined only when reported.
 
