@@ -89,9 +89,24 @@ def test_two_stages_on_the_same_python_311_slim_base() -> None:
 
 def test_build_stage_copies_everything_the_wheel_is_built_from() -> None:
     packages = set(PROJECT["tool"]["setuptools"]["packages"])
-    assert copied_sources() == {"pyproject.toml", PROJECT["project"]["readme"], *packages}
-    runs = [i.arguments for i in stages()["build"] if i.keyword == "RUN"]
-    assert runs == ["pip wheel --wheel-dir /wheels ."]
+    expected = {"pyproject.toml", "setup.py", PROJECT["project"]["readme"], *packages}
+    assert copied_sources() == expected
+
+
+def test_build_stage_compiles_the_engine_into_the_wheel() -> None:
+    *setup, build = [i.arguments for i in stages()["build"] if i.keyword == "RUN"]
+    assert setup == [
+        "apt-get update && apt-get install --yes --no-install-recommends gcc libc6-dev "
+        "&& rm -rf /var/lib/apt/lists/*"
+    ]
+    install, wheel = build.split(" && ")
+    assert install.startswith("pip install ")
+    assert {"mypy>=1.11", "setuptools>=68", "wheel"} <= {
+        arg.strip('"') for arg in install.split()[2:]
+    }
+    # the variable setup.py reads, and the build environment that has mypy in it
+    assert wheel == "HOTPLUG_GUARD_MYPYC=1 pip wheel --no-build-isolation --wheel-dir /wheels ."
+    assert "HOTPLUG_GUARD_MYPYC" in (ROOT / "setup.py").read_text()
 
 
 def test_runtime_installs_the_wheel_offline_and_has_no_build_tools() -> None:
