@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from benchmarks import engine_build
 from policy import Context, Operation, Review, UserInfo, evaluate, parse_config
 
 CONFIG = parse_config({"hotplugSlots": 300, "pciSlots": 1000})
@@ -150,6 +151,7 @@ def main() -> None:
     def median(values: Iterable[float]) -> float:
         return statistics.median(list(values))
 
+    print(f"policy engine: {engine_build()}")
     print(f"{'scenario':<10} {'evaluate p50':>13} {'p90':>9} {'json.loads p50':>15} {'ratio':>7}")
     for nics, results in rounds.items():
         p50 = median(r.p50 for r in results)

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from benchmarks import engine_build
 from benchmarks.webhook_bodies import four_nic_update_bytes
 from benchmarks.webhook_load import floor_app, stubbed_webhook_app
 from policy import PolicyConfig, evaluate
@@ -54,7 +55,10 @@ def main() -> None:
             for name, app in apps.items():
                 timings[name].append(per_request_us(app, body, args.repeat))
     floor = statistics.median(timings["floor"])
-    print(f"POST /mutate in-process, {len(body)} byte body, {args.rounds} rounds")
+    print(
+        f"POST /mutate in-process, {len(body)} byte body, {args.rounds} rounds, "
+        f"policy engine {engine_build()}"
+    )
     print(f"{'app':<26} {'µs/request':>11} {'vs floor':>9}")
     for name, values in timings.items():
         value = statistics.median(values)

@@ -39,6 +39,7 @@ from typing import Any
 
 from flask import Flask, Response, request
 
+from benchmarks import engine_build
 from benchmarks.webhook_bodies import four_nic_update_bytes
 from certs import ensure_local
 from policy import PolicyConfig, Verdict
@@ -367,7 +368,8 @@ def report(rounds: dict[str, list[Result]], args: argparse.Namespace) -> None:
     print(
         f"POST /{args.endpoint}, {len(four_nic_update_bytes())} byte body, {args.connections} "
         f"keep-alive connections, {args.rounds} x {args.duration}s each alternated, gunicorn "
-        f"{args.workers} workers x {args.threads} threads, TLS on loopback"
+        f"{args.workers} workers x {args.threads} threads, TLS on loopback, "
+        f"policy engine {engine_build()}"
     )
     print(
         f"{'':12}{'req/s':>8}{'p50 ms':>10}{'p99 ms':>10}{'requests':>10}{'errors':>8}"
