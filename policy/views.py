@@ -100,7 +100,7 @@ class Spec:
     Interface and network views are built on first use and kept: most requests
     only need the new spec in full, and look up a few entries of the old spec
     and the VMI by name. The caches are plain attributes (not `cached_property`)
-    so the class also compiles to a native class (see docs: compiled engine).
+    so the class also compiles to a native class with mypyc (setup.py).
     """
 
     def __init__(self, raw: object, *, base: str = paths.SPEC) -> None:
