@@ -88,7 +88,7 @@ def test_two_stages_on_the_same_python_311_slim_base() -> None:
 
 
 def test_build_stage_copies_everything_the_wheel_is_built_from() -> None:
-    packages = set(PROJECT["tool"]["setuptools"]["packages"])
+    packages = {p.rstrip("*") for p in PROJECT["tool"]["setuptools"]["packages"]["find"]["include"]}
     expected = {"pyproject.toml", "setup.py", PROJECT["project"]["readme"], *packages}
     assert copied_sources() == expected
 

@@ -1,0 +1,94 @@
+"""The wheel `pip install .` builds: it holds every module and data file, and its CLI runs.
+
+The tests otherwise run against the source tree (an editable install), which
+would hide a module the wheel leaves out; the README's run command and the
+container image both install the wheel.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = sorted(
+    pattern.rstrip("*")
+    for pattern in tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"
+    ]["find"]["include"]
+)
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel built from a copy of the tracked files (no stale `build/` can leak in)."""
+    tree = tmp_path_factory.mktemp("tree")
+    for path in tracked("."):
+        (tree / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / path, tree / path)
+    out = tmp_path_factory.mktemp("wheel")
+    build = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(out)]
+    subprocess.run([*build, "."], cwd=tree, check=True, timeout=240)
+    (built,) = out.glob("hotplug_guard-*.whl")
+    return built
+
+
+def tracked(*paths: str) -> list[str]:
+    return subprocess.run(
+        ["git", "ls-files", *paths], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout.split()
+
+
+def source_files() -> set[str]:
+    """Modules and data files of the packages, as paths relative to the repository."""
+    return {path for path in tracked(*PACKAGES) if not path.endswith(".md")}
+
+
+def test_the_wheel_holds_every_module_and_data_file_of_the_packages(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    missing = source_files() - names
+    assert not missing, f"the wheel lacks {sorted(missing)}"
+    assert {"hotplug_guard/commands/serve.py", "policy/default-config.yaml"} <= names
+    assert not {name for name in names if name.startswith(("tests/", "benchmarks/"))}
+
+
+def test_the_cli_runs_from_the_wheel_alone(wheel: Path, tmp_path: Path) -> None:
+    unpacked = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(unpacked)
+    # -P: not the current directory; PYTHONPATH ahead of the editable install
+    env = {"PYTHONPATH": str(unpacked), "PATH": "/usr/bin:/bin"}
+    where = subprocess.run(
+        [sys.executable, "-P", "-c", "import hotplug_guard.commands.serve as m; print(m.__file__)"],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert where.startswith(str(unpacked))
+    config = subprocess.run(
+        [sys.executable, "-P", "-m", "hotplug_guard", "config"],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert "hotplugSlots" in config
+    usage = subprocess.run(
+        [sys.executable, "-P", "-m", "hotplug_guard", "serve", "--help"],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert "--cert-dir" in usage
