@@ -63,32 +63,19 @@ def test_the_cli_runs_from_the_wheel_alone(wheel: Path, tmp_path: Path) -> None:
     unpacked = tmp_path / "site"
     with zipfile.ZipFile(wheel) as archive:
         archive.extractall(unpacked)
-    # -P: not the current directory; PYTHONPATH ahead of the editable install
-    env = {"PYTHONPATH": str(unpacked), "PATH": "/usr/bin:/bin"}
-    where = subprocess.run(
-        [sys.executable, "-P", "-c", "import hotplug_guard.commands.serve as m; print(m.__file__)"],
-        cwd=tmp_path,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+
+    def python(*args: str) -> str:
+        # -P: not the current directory; PYTHONPATH ahead of the editable install
+        return subprocess.run(
+            [sys.executable, "-P", *args],
+            cwd=tmp_path,
+            env={"PYTHONPATH": str(unpacked), "PATH": "/usr/bin:/bin"},
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+
+    where = python("-c", "import hotplug_guard.commands.serve as m; print(m.__file__)")
     assert where.startswith(str(unpacked))
-    config = subprocess.run(
-        [sys.executable, "-P", "-m", "hotplug_guard", "config"],
-        cwd=tmp_path,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    assert "hotplugSlots" in config
-    usage = subprocess.run(
-        [sys.executable, "-P", "-m", "hotplug_guard", "serve", "--help"],
-        cwd=tmp_path,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    assert "--cert-dir" in usage
+    assert "hotplugSlots" in python("-m", "hotplug_guard", "config")
+    assert "--cert-dir" in python("-m", "hotplug_guard", "serve", "--help")
