@@ -3,33 +3,47 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final, final
 
 from policy.views import ABSENT, Interface, Network, Spec
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@final
 class Removal:
     """A non-absent interface, or its network, deleted from the spec; or an absent one
-    deleted while the VMI still has it (its unplug is not finished)."""
+    deleted while the VMI still has it (its unplug is not finished).
 
-    name: str
-    interface: Interface | None  # the old entry, when the interface itself was deleted
-    network: Network | None  # the old entry, when the network was deleted
+    `interface` / `network`: the old entry, when that part itself was deleted.
+    """
+
+    def __init__(self, *, name: str, interface: Interface | None, network: Network | None) -> None:
+        self.name: Final = name
+        self.interface: Final = interface
+        self.network: Final = network
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@final
 class Modification:
-    """An existing interface or network whose fields (other than `state`) changed."""
+    """An existing interface or network whose fields (other than `state`) changed.
 
-    name: str
-    interface: Interface | None  # the new entry, when the interface changed
-    network: Network | None  # the new entry, when the network changed
-    fields: tuple[str, ...]
+    `interface` / `network`: the new entry, when that part changed.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        interface: Interface | None,
+        network: Network | None,
+        fields: tuple[str, ...],
+    ) -> None:
+        self.name: Final = name
+        self.interface: Final = interface
+        self.network: Final = network
+        self.fields: Final = fields
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@final
 class Changes:
     """The interface changes of one update.
 
@@ -39,12 +53,22 @@ class Changes:
     has it (KubeVirt does this itself); cancelled: absent before, not now.
     """
 
-    plugged: tuple[Interface, ...] = ()
-    unplugged: tuple[Interface, ...] = ()
-    removed: tuple[Removal, ...] = ()
-    cleaned: tuple[str, ...] = ()
-    cancelled: tuple[Interface, ...] = ()
-    modified: tuple[Modification, ...] = ()
+    def __init__(
+        self,
+        *,
+        plugged: tuple[Interface, ...] = (),
+        unplugged: tuple[Interface, ...] = (),
+        removed: tuple[Removal, ...] = (),
+        cleaned: tuple[str, ...] = (),
+        cancelled: tuple[Interface, ...] = (),
+        modified: tuple[Modification, ...] = (),
+    ) -> None:
+        self.plugged: Final = plugged
+        self.unplugged: Final = unplugged
+        self.removed: Final = removed
+        self.cleaned: Final = cleaned
+        self.cancelled: Final = cancelled
+        self.modified: Final = modified
 
     @property
     def hotplug(self) -> bool:

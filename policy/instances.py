@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final, final
 
 from policy.views import Spec, mapping, parse_spec, text
 
@@ -15,20 +14,24 @@ ORDINAL_POD_INTERFACE = re.compile(r"net[0-9]+")
 MIGRATION_VMI_LABEL = "kubevirt.io/vmi-name"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@final
 class StatusInterface:
     """One `status.interfaces[]` entry of a VMI."""
 
-    name: str
-    pod_interface_name: str
-    info_source: frozenset[str]
+    def __init__(self, *, name: str, pod_interface_name: str, info_source: frozenset[str]) -> None:
+        self.name: Final = name
+        self.pod_interface_name: Final = pod_interface_name
+        self.info_source: Final = info_source
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@final
 class Condition:
-    status: str
-    reason: str
-    message: str
+    """One `status.conditions[]` entry of a VMI."""
+
+    def __init__(self, *, status: str, reason: str, message: str) -> None:
+        self.status: Final = status
+        self.reason: Final = reason
+        self.message: Final = message
 
 
 class Instance:

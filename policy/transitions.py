@@ -9,7 +9,7 @@ change occurs.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from typing import Final, final
 
 from policy import paths
 from policy.annotations import REQUEST, STATUS, Ledger, parse_request, parse_status
@@ -25,25 +25,38 @@ from policy.views import Binding, Interface, Network, Spec, VirtualMachine
 AUTO_RESTART_HINT = "stop the VM, make the change, then start it"
 
 
-@dataclass(slots=True, kw_only=True)
+@final
 class Situation:
     """Everything a hot plug rule may look at; `spec` is the new spec after mutation.
 
     Rules only read it; the facts several rules need are computed on first use
-    and kept in the private fields.
+    and kept in the private fields. `ledger` is the old VM's ledger annotation.
     """
 
-    old: VirtualMachine
-    new: VirtualMachine
-    spec: Spec
-    changes: Changes
-    vmi: Instance | None
-    context: Context
-    config: PolicyConfig
-    namespace: str
-    ledger: Ledger  # the old VM's ledger annotation, as written
-    _capacity: Capacity | None = field(default=None, init=False, repr=False)
-    _previous: tuple[bool | None] | None = field(default=None, init=False, repr=False)
+    def __init__(
+        self,
+        *,
+        old: VirtualMachine,
+        new: VirtualMachine,
+        spec: Spec,
+        changes: Changes,
+        vmi: Instance | None,
+        context: Context,
+        config: PolicyConfig,
+        namespace: str,
+        ledger: Ledger,
+    ) -> None:
+        self.old: Final = old
+        self.new: Final = new
+        self.spec: Final = spec
+        self.changes: Final = changes
+        self.vmi: Final = vmi
+        self.context: Final = context
+        self.config: Final = config
+        self.namespace: Final = namespace
+        self.ledger: Final = ledger
+        self._capacity: Capacity | None = None
+        self._previous: tuple[bool | None] | None = None
 
     @property
     def capacity(self) -> Capacity:
@@ -185,15 +198,30 @@ def check_machine_type(s: Situation) -> Iterator[Cause]:
         )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@final
 class Capacity:
-    """KubeVirt's interface port reservation for the current run of the VM."""
+    """KubeVirt's interface port reservation for the current run of the VM.
 
-    root_complex: bool
-    configured: int | None  # kubevirt.io/pci-interface-slot-count, when set
-    slots: int  # C: the configured count or the policy's hotplugSlots
-    booted: int  # N_boot: non-absent interfaces the VM booted with
-    hotplugged: tuple[str, ...]  # hot plugged earlier in this run and still present
+    configured: kubevirt.io/pci-interface-slot-count, when set; slots: C, the
+    configured count or the policy's hotplugSlots; booted: N_boot, non-absent
+    interfaces the VM booted with; hotplugged: hot plugged earlier in this run
+    and still present.
+    """
+
+    def __init__(
+        self,
+        *,
+        root_complex: bool,
+        configured: int | None,
+        slots: int,
+        booted: int,
+        hotplugged: tuple[str, ...],
+    ) -> None:
+        self.root_complex: Final = root_complex
+        self.configured: Final = configured
+        self.slots: Final = slots
+        self.booted: Final = booted
+        self.hotplugged: Final = hotplugged
 
     @property
     def limit(self) -> int:
@@ -403,7 +431,8 @@ def check_implicit_pod_network(s: Situation) -> Iterator[Cause]:
 
 def check_hotplug_in_progress(s: Situation) -> Iterator[Cause]:
     field = paths.interface((s.changes.plugged + s.changes.unplugged)[0].position)
-    vmi_name = s.vmi.name if s.vmi is not None and s.vmi.name else s.new.name
+    vmi = s.vmi
+    vmi_name = vmi.name if vmi is not None and vmi.name else s.new.name
     for name, phase in unfinished_migrations(s.context.migrations, vmi_name):
         yield _cause(
             RuleId.HOTPLUG_IN_PROGRESS,
