@@ -42,7 +42,7 @@ class Instance:
     of them.
     """
 
-    def __init__(self, raw: Mapping[str, Any]) -> None:
+    def __init__(self, raw: dict[str, Any]) -> None:
         self.raw = raw
         metadata = mapping(raw.get("metadata"))
         self.name = text(metadata.get("name"))

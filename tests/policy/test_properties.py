@@ -9,7 +9,7 @@ import jsonpatch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policy import Context, Mode, Operation, PolicyConfig, Review, evaluate, parse_config
+from policy import Context, Mode, Operation, PolicyConfig, Review, evaluate, parse_config, views
 from tests.policy.strategies import JSON, updates
 
 ALL_ON = parse_config({"rules": {"restart-required": "enforce"}, "defaultModelVirtio": True})
@@ -73,11 +73,12 @@ def test_evaluation_is_deterministic_and_leaves_its_input_alone(
     update: tuple[dict[str, Any], dict[str, Any]], config: PolicyConfig, context: Context
 ) -> None:
     old, new = update
-    before = copy.deepcopy((old, new))
+    before = copy.deepcopy((old, new, context))
     first = evaluate(_review(old, new), context, config)
     second = evaluate(_review(copy.deepcopy(old), copy.deepcopy(new)), context, config)
     assert first == second
-    assert (old, new) == before
+    assert (old, new, context) == before
+    assert views.EMPTY == {}, "the views' shared empty object was written to"
 
 
 SHAPED_PATHS = [
