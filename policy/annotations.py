@@ -11,8 +11,10 @@ import enum
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _quote
+from typing import Final, final
+
+from policy.values import Value
 
 PREFIX = "hotplug-guard.io/"
 REQUEST = PREFIX + "request"
@@ -33,32 +35,45 @@ class Phase(enum.StrEnum):
 FINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.SKIPPED})
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class HotplugRequest:
+@final
+class HotplugRequest(Value):
     """A plug/unplug the webhook admitted on a running VM."""
 
-    id: str
-    plug: tuple[str, ...] = ()
-    unplug: tuple[str, ...] = ()
+    FIELDS = ("id", "plug", "unplug")
+
+    def __init__(
+        self, *, id: str, plug: tuple[str, ...] = (), unplug: tuple[str, ...] = ()
+    ) -> None:
+        self.id: Final = id
+        self.plug: Final = plug
+        self.unplug: Final = unplug
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Ledger:
+@final
+class Ledger(Value):
     """Interfaces hot plugged during the VMI run `vmi` (reset on restart)."""
 
-    vmi: str = ""
-    interfaces: tuple[str, ...] = ()
+    FIELDS = ("vmi", "interfaces")
+
+    def __init__(self, *, vmi: str = "", interfaces: tuple[str, ...] = ()) -> None:
+        self.vmi: Final = vmi
+        self.interfaces: Final = interfaces
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class HotplugStatus:
+@final
+class HotplugStatus(Value):
     """The controller's report on request `id`."""
 
-    id: str
-    phase: Phase
-    migration: str = ""
-    attempts: int = 0
-    message: str = ""
+    FIELDS = ("id", "phase", "migration", "attempts", "message")
+
+    def __init__(
+        self, *, id: str, phase: Phase, migration: str = "", attempts: int = 0, message: str = ""
+    ) -> None:
+        self.id: Final = id
+        self.phase: Final = phase
+        self.migration: Final = migration
+        self.attempts: Final = attempts
+        self.message: Final = message
 
     @property
     def finished(self) -> bool:

@@ -5,16 +5,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final, final
 
+from policy.values import Value
 from policy.views import ABSENT, Interface, Network, Spec
 
 
 @final
-class Removal:
+class Removal(Value):
     """A non-absent interface, or its network, deleted from the spec; or an absent one
     deleted while the VMI still has it (its unplug is not finished).
 
     `interface` / `network`: the old entry, when that part itself was deleted.
     """
+
+    FIELDS = ("name", "interface", "network")
 
     def __init__(self, *, name: str, interface: Interface | None, network: Network | None) -> None:
         self.name: Final = name
@@ -23,11 +26,13 @@ class Removal:
 
 
 @final
-class Modification:
+class Modification(Value):
     """An existing interface or network whose fields (other than `state`) changed.
 
     `interface` / `network`: the new entry, when that part changed.
     """
+
+    FIELDS = ("name", "interface", "network", "fields")
 
     def __init__(
         self,
@@ -44,7 +49,7 @@ class Modification:
 
 
 @final
-class Changes:
+class Changes(Value):
     """The interface changes of one update.
 
     plugged: new name with a state other than absent; unplugged: state became
@@ -52,6 +57,8 @@ class Changes:
     unplugging it); cleaned: an absent interface deleted once the VMI no longer
     has it (KubeVirt does this itself); cancelled: absent before, not now.
     """
+
+    FIELDS = ("plugged", "unplugged", "removed", "cleaned", "cancelled", "modified")
 
     def __init__(
         self,

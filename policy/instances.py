@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final, final
 
+from policy.values import Value
 from policy.views import Spec, mapping, parse_spec, text
 
 FINAL_VMI_PHASES = frozenset({"Succeeded", "Failed"})
@@ -15,8 +16,10 @@ MIGRATION_VMI_LABEL = "kubevirt.io/vmi-name"
 
 
 @final
-class StatusInterface:
+class StatusInterface(Value):
     """One `status.interfaces[]` entry of a VMI."""
+
+    FIELDS = ("name", "pod_interface_name", "info_source")
 
     def __init__(self, *, name: str, pod_interface_name: str, info_source: frozenset[str]) -> None:
         self.name: Final = name
@@ -25,8 +28,10 @@ class StatusInterface:
 
 
 @final
-class Condition:
+class Condition(Value):
     """One `status.conditions[]` entry of a VMI."""
+
+    FIELDS = ("status", "reason", "message")
 
     def __init__(self, *, status: str, reason: str, message: str) -> None:
         self.status: Final = status

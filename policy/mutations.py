@@ -8,23 +8,28 @@ patch (required by `reinvocationPolicy: IfNeeded`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final, final
 
 from policy import paths
 from policy.annotations import PREFIX
 from policy.changes import Removal
+from policy.values import Value
 from policy.verdicts import PatchOp
 from policy.views import ABSENT, VirtualMachine, mapping
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Conversion:
+@final
+class Conversion(Value):
     """Removals rewritten into hot unplugs, and the template spec that results."""
 
-    ops: tuple[PatchOp, ...]
-    spec: Mapping[str, Any]
-    names: tuple[str, ...]
+    FIELDS = ("ops", "spec", "names")
+
+    def __init__(
+        self, *, ops: tuple[PatchOp, ...], spec: Mapping[str, Any], names: tuple[str, ...]
+    ) -> None:
+        self.ops: Final = ops
+        self.spec: Final = spec
+        self.names: Final = names
 
 
 def convert_removals(vm: VirtualMachine, removals: Sequence[Removal]) -> Conversion | None:

@@ -9,9 +9,9 @@ KubeVirt (formula v1, still used for placeholders by v3) reserves
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final, final
 
+from policy.values import Value
 from policy.views import Spec, mapping
 
 SLOT_COUNT_ANNOTATION = "kubevirt.io/pci-interface-slot-count"
@@ -41,11 +41,14 @@ def supports_pcie_hotplug(spec: Spec) -> bool:
     return machine_ok and spec.architecture in HOTPLUG_ARCHITECTURES
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PciEstimate:
+@final
+class PciEstimate(Value):
     """Estimated bus-0 slots by device class; `total` is their sum."""
 
-    classes: tuple[tuple[str, int], ...]
+    FIELDS = ("classes",)
+
+    def __init__(self, *, classes: tuple[tuple[str, int], ...]) -> None:
+        self.classes: Final = classes
 
     @property
     def total(self) -> int:

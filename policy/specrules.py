@@ -193,15 +193,15 @@ def _pairing(spec: Spec) -> Iterator[Cause]:
             yield _cause(CauseType.REQUIRED, field, f"{field} '{net.name}' not found.")
     seen: set[str] = set()
     for iface in spec.interfaces:
-        field = paths.interface(iface.position, "name")
         if iface.name in seen:
             yield _cause(
                 CauseType.DUPLICATE,
-                field,
+                _name_field(iface),
                 "Only one interface can be connected to one specific network",
             )
         seen.add(iface.name)
         if iface.name not in net_names:
+            field = _name_field(iface)
             yield _cause(CauseType.INVALID, field, f"{field} '{iface.name}' not found.")
 
 

@@ -19,6 +19,7 @@ from policy.config import Completion, PolicyConfig
 from policy.instances import Instance, unfinished_migrations
 from policy.review import Context
 from policy.slots import estimate_pci, on_root_complex, slot_count, supports_pcie_hotplug
+from policy.values import Value
 from policy.verdicts import Cause, CauseType
 from policy.views import Binding, Interface, Network, Spec, VirtualMachine
 
@@ -199,7 +200,7 @@ def check_machine_type(s: Situation) -> Iterator[Cause]:
 
 
 @final
-class Capacity:
+class Capacity(Value):
     """KubeVirt's interface port reservation for the current run of the VM.
 
     configured: kubevirt.io/pci-interface-slot-count, when set; slots: C, the
@@ -207,6 +208,8 @@ class Capacity:
     interfaces the VM booted with; hotplugged: hot plugged earlier in this run
     and still present.
     """
+
+    FIELDS = ("root_complex", "configured", "slots", "booted", "hotplugged")
 
     def __init__(
         self,
@@ -241,13 +244,13 @@ def capacity(s: Situation) -> Capacity:
     configured = slot_count(*annotation_sets)
     ledger = current_run_ledger(s)
     boot_spec = s.vmi.spec if s.vmi is not None else s.old.spec
-    present = set(s.spec.present_names())
+    present = set(s.spec.present_names()) if ledger else set()
     return Capacity(
         root_complex=on_root_complex(*annotation_sets),
         configured=configured,
         slots=configured if configured is not None else s.config.hotplug_slots,
-        booted=sum(1 for name in boot_spec.present_names() if name not in ledger),
-        hotplugged=tuple(name for name in ledger if name in present),
+        booted=len([name for name in boot_spec.present_names() if name not in ledger]),
+        hotplugged=tuple([name for name in ledger if name in present]),
     )
 
 

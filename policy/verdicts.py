@@ -7,8 +7,9 @@ render them their own way.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, final
+
+from policy.values import Value
 
 
 class CauseType(enum.StrEnum):
@@ -30,31 +31,40 @@ class Action(enum.StrEnum):
     OFF = "off"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Cause:
+@final
+class Cause(Value):
     """One problem a rule found: which rule, where, and what to do about it."""
 
-    rule: str
-    type: CauseType
-    field: str
-    message: str
+    FIELDS = ("rule", "type", "field", "message")
+
+    def __init__(self, *, rule: str, type: CauseType, field: str, message: str) -> None:
+        self.rule: Final = rule
+        self.type: Final = type
+        self.field: Final = field
+        self.message: Final = message
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Finding:
+@final
+class Finding(Value):
     """A cause together with the action its rule is configured with."""
 
-    cause: Cause
-    action: Action
+    FIELDS = ("cause", "action")
+
+    def __init__(self, *, cause: Cause, action: Action) -> None:
+        self.cause: Final = cause
+        self.action: Final = action
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PatchOp:
+@final
+class PatchOp(Value):
     """One RFC 6902 operation; `path` is already RFC 6901 escaped."""
 
-    op: str
-    path: str
-    value: Any = None
+    FIELDS = ("op", "path", "value")
+
+    def __init__(self, *, op: str, path: str, value: Any = None) -> None:
+        self.op: Final = op
+        self.path: Final = path
+        self.value: Final = value
 
     def render(self) -> dict[str, Any]:
         """The operation as the JSON object RFC 6902 describes."""
@@ -63,8 +73,8 @@ class PatchOp:
         return {"op": self.op, "path": self.path, "value": self.value}
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Verdict:
+@final
+class Verdict(Value):
     """The engine's answer for one request.
 
     `causes` are the enforced findings (any of them denies), `warnings` are short
@@ -72,12 +82,24 @@ class Verdict:
     mutations that turn the request into its safe form.
     """
 
-    allowed: bool
-    causes: tuple[Cause, ...] = ()
-    warnings: tuple[str, ...] = ()
-    audit: tuple[Cause, ...] = ()
-    patch: tuple[PatchOp, ...] = ()
-    findings: tuple[Finding, ...] = field(default=(), repr=False)
+    FIELDS = ("allowed", "causes", "warnings", "audit", "patch", "findings")
+
+    def __init__(
+        self,
+        *,
+        allowed: bool,
+        causes: tuple[Cause, ...] = (),
+        warnings: tuple[str, ...] = (),
+        audit: tuple[Cause, ...] = (),
+        patch: tuple[PatchOp, ...] = (),
+        findings: tuple[Finding, ...] = (),
+    ) -> None:
+        self.allowed: Final = allowed
+        self.causes: Final = causes
+        self.warnings: Final = warnings
+        self.audit: Final = audit
+        self.patch: Final = patch
+        self.findings: Final = findings
 
     def render_patch(self) -> list[dict[str, Any]]:
         """The patch as a JSON-serialisable RFC 6902 document."""

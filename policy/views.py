@@ -3,23 +3,15 @@
 The raw object is never trusted: wrong types are coerced to "missing" and
 recorded as shape problems, so every rule can rely on the view's types and the
 engine never raises on any JSON.
-
-The views, and the engine's other per-request values (changes.py, instances.py,
-transitions.py), are `@final` classes with `Final` attributes rather than frozen
-dataclasses: several are built for every interface of every request, and a
-dataclass keeps an interpreted `__init__` when `policy/` is compiled (setup.py),
-10-20x slower than a compiled one. mypy rejects any assignment to them, and the
-compiled build also refuses one at run time. Values that leave the engine
-(verdicts.py, annotations.py) stay frozen dataclasses.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from typing import Any, Final, final
 
 from policy import paths
+from policy.values import Value
 
 # JSON objects are typed `dict`, not `Mapping`: compiled, a `dict` lookup is a direct
 # call while a `Mapping` one goes through method lookup, and the views make a
@@ -46,8 +38,10 @@ ABSENT = "absent"
 
 
 @final
-class Interface:
+class Interface(Value):
     """One entry of `domain.devices.interfaces`."""
+
+    FIELDS = ("position", "name", "bindings", "model", "state", "mac", "pci_address", "raw")
 
     def __init__(
         self,
@@ -81,8 +75,10 @@ class Interface:
 
 
 @final
-class Network:
+class Network(Value):
     """One entry of `spec.networks`."""
+
+    FIELDS = ("position", "name", "sources", "multus_name", "multus_default", "raw")
 
     def __init__(
         self,
@@ -120,12 +116,15 @@ class Network:
         return self.multus and not self.multus_default
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Shape:
+@final
+class Shape(Value):
     """A part of the object with the wrong JSON type."""
 
-    field: str
-    expected: str
+    FIELDS = ("field", "expected")
+
+    def __init__(self, *, field: str, expected: str) -> None:
+        self.field: Final = field
+        self.expected: Final = expected
 
 
 class Spec:
@@ -280,8 +279,20 @@ def _by_name(items: list[Any]) -> dict[str, tuple[int, dict[str, Any]]]:
 
 
 @final
-class VirtualMachine:
+class VirtualMachine(Value):
     """A VirtualMachine object as the engine sees it."""
+
+    FIELDS = (
+        "name",
+        "namespace",
+        "uid",
+        "annotations",
+        "annotations_shape_ok",
+        "template_annotations",
+        "printable_status",
+        "spec",
+        "raw",
+    )
 
     def __init__(
         self,
