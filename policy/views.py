@@ -357,18 +357,17 @@ _BINDINGS = {member.value: member for member in Binding}
 
 
 def _interface(index: int, item: dict[str, Any], base: str, shapes: list[Shape]) -> Interface:
-    get = item.get
-    name, model, state = get("name", ""), get("model", ""), get("state", "")
-    mac, pci_address = get("macAddress", ""), get("pciAddress", "")
+    name, model, state = item.get("name", ""), item.get("model", ""), item.get("state", "")
+    mac, pci_address = item.get("macAddress", ""), item.get("pciAddress", "")
     if not (
-        name.__class__ is str
-        and model.__class__ is str
-        and state.__class__ is str
-        and mac.__class__ is str
-        and pci_address.__class__ is str
+        isinstance(name, str)
+        and isinstance(model, str)
+        and isinstance(state, str)
+        and isinstance(mac, str)
+        and isinstance(pci_address, str)
     ):
         name, model, state, mac, pci_address = (
-            _string(get(key), f"{base}.interfaces[{index}].{key}", shapes)
+            _string(item.get(key), f"{base}.interfaces[{index}].{key}", shapes)
             for key in ("name", "model", "state", "macAddress", "pciAddress")
         )
     return Interface(
@@ -400,9 +399,9 @@ def _network(index: int, item: dict[str, Any]) -> Network:
     network_name = multus.get("networkName", "")
     return Network(
         position=index,
-        name=name if name.__class__ is str else "",
+        name=name if isinstance(name, str) else "",
         sources=tuple([key for key in item if key in SOURCE_KEYS and item[key] is not None]),
-        multus_name=network_name if network_name.__class__ is str else "",
+        multus_name=network_name if isinstance(network_name, str) else "",
         multus_default=multus.get("default") is True,
         raw=item,
     )
