@@ -6,7 +6,7 @@
 #   docker run --rm -p 8443:8443 hotplug-guard:0.1.0      # offline, local certificate
 #
 # Stage 1 builds the project's wheel, with the policy engine compiled by mypyc
-# (setup.py; same behaviour, about twice as fast), and collects the wheels of its
+# (setup.py; same behaviour, about three times as fast), and collects the wheels of its
 # dependencies; stage 2 installs them from that directory only (--no-index), so the
 # runtime image has no compilers, no build tools and no source tree.
 

@@ -3,7 +3,7 @@
 Everything else about the package is declared in pyproject.toml. Without the
 variable the wheel is pure Python. With it, the modules of `policy/` are also
 compiled to C extensions, which Python imports in preference to the sources:
-the same engine, checked by the same tests, about twice as fast (README,
+the same engine, checked by the same tests, about three times as fast (README,
 "Performance"). Compiling needs mypy and a C compiler in the build environment:
 
     pip install mypy setuptools
