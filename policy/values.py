@@ -3,7 +3,7 @@
 These are not frozen dataclasses, though they play that part: the engine builds
 dozens per request (one per interface, network and VMI status entry), and when
 `policy/` is compiled (setup.py) a dataclass keeps an interpreted `__init__`,
-10-20x slower than the explicit one each subclass writes. Subclasses are
+10-30x slower than the explicit one each subclass writes. Subclasses are
 `@final`, declare their attributes `Final` (mypy rejects any assignment; the
 compiled build refuses one at run time too) and list them in `FIELDS`, which
 gives them dataclass-like equality, hashing and repr. What callers build (the
