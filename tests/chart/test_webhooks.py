@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import cel
@@ -204,7 +205,7 @@ def calls_webhook(hook: Manifest, *, username: str, groups: list[str] | None = N
     user: dict[str, Any] = {"username": username}
     if groups is not None:
         user["groups"] = groups
-    request = {"userInfo": user, "operation": "UPDATE"}
+    request = {"userInfo": user, "operation": "CREATE"}
     variables = {"request": request, "object": {"metadata": {"labels": {}}}}
     results = [cel.evaluate(c["expression"], variables) for c in hook.get("matchConditions", ())]
     assert all(isinstance(r, bool) for r in results), results
@@ -216,7 +217,10 @@ def test_kubevirt_controllers_skip_the_webhook_and_users_do_not(
     default_release: Release, kind: str
 ) -> None:
     hook = webhook(default_release, kind)
-    assert [c["name"] for c in hook["matchConditions"]] == ["not-exempt-user"]
+    assert [c["name"] for c in hook["matchConditions"]] == [
+        "not-exempt-user",
+        "hotplug-relevant-change",
+    ]
     assert not calls_webhook(hook, username=KUBEVIRT_CONTROLLER)
     assert not calls_webhook(
         hook, username="system:serviceaccount:openshift-cnv:kubevirt-controller"
@@ -241,7 +245,12 @@ def test_match_conditions_follow_the_policy_exemptions() -> None:
     )
     hook = webhook(release, VALIDATING)
     names = [c["name"] for c in hook["matchConditions"]]
-    assert names == ["not-exempt-user", "not-exempt-group", "breakglass"]
+    assert names == [
+        "not-exempt-user",
+        "not-exempt-group",
+        "hotplug-relevant-change",
+        "breakglass",
+    ]
     assert not calls_webhook(hook, username="ops@example.com")
     assert not calls_webhook(hook, username="bob", groups=["vm-admins", "dev"])
     assert calls_webhook(hook, username="bob", groups=["dev"])
@@ -251,8 +260,57 @@ def test_match_conditions_follow_the_policy_exemptions() -> None:
 
 
 def test_match_conditions_can_be_switched_off() -> None:
-    release = render({"webhooks": {"skipExemptUsers": False}})
+    release = render({"webhooks": {"skipExemptUsers": False, "skipUnrelatedUpdates": False}})
     for kind in (MUTATING, VALIDATING):
         hook = webhook(release, kind)
         assert "matchConditions" not in hook
         assert calls_webhook(hook, username=KUBEVIRT_CONTROLLER)
+
+
+def reviews_update(hook: Manifest, old: Manifest, new: Manifest) -> bool:
+    """Whether kube-apiserver sends an UPDATE from `old` to `new` (every condition true)."""
+    variables = {
+        "request": {"userInfo": {"username": "jane"}, "operation": "UPDATE"},
+        "object": new,
+        "oldObject": old,
+    }
+    return all(cel.evaluate(c["expression"], variables) for c in hook["matchConditions"])
+
+
+def test_only_updates_of_interfaces_networks_or_guarded_annotations_are_sent(
+    default_release: Release,
+) -> None:
+    """The real apiserver's verdicts on the same condition: tests/e2e/test_match_conditions.py."""
+    spec: Manifest = {
+        "domain": {"devices": {"interfaces": [{"name": "a", "bridge": {}}]}},
+        "networks": [{"name": "a", "multus": {"networkName": "n"}}],
+    }
+    vm: Manifest = {"metadata": {"annotations": {}}, "spec": {"template": {"spec": spec}}}
+
+    def changed(*path: str, value: Any) -> Manifest:
+        new = copy.deepcopy(vm)
+        target = new
+        *parents, last = path
+        for key in parents:
+            target = target.setdefault(key, {})
+        target[last] = value
+        return new
+
+    hook = webhook(default_release, VALIDATING)
+    template = ("spec", "template", "spec")
+    for relevant in (
+        changed(*template, "domain", "devices", "interfaces", value=[]),
+        changed(*template, "networks", value=[]),
+        changed("metadata", "annotations", "hotplug-guard.io/request", value="{}"),
+    ):
+        assert reviews_update(hook, vm, relevant)
+        assert reviews_update(hook, relevant, vm)  # removing is a change too
+    for unrelated in (
+        changed("metadata", "labels", value={"team": "a"}),
+        changed("metadata", "annotations", "example.com/note", value="x"),
+        changed("spec", "runStrategy", value="Halted"),
+        changed(*template, "domain", "memory", value={"guest": "2Gi"}),
+    ):
+        assert not reviews_update(hook, vm, unrelated)
+    bare: Manifest = {"metadata": {}}  # no spec at all: judged unrelated, never an error
+    assert not reviews_update(hook, bare, bare)

@@ -204,7 +204,43 @@ only when every condition is true.
 {{- if and $webhooks.skipExemptUsers $groups }}
 {{- $conditions = append $conditions (dict "name" "not-exempt-group" "expression" (printf "!(has(request.userInfo.groups) && request.userInfo.groups.exists(g, g in %s))" (toJson $groups))) }}
 {{- end }}
+{{- if $webhooks.skipUnrelatedUpdates }}
+{{- $conditions = append $conditions (dict "name" "hotplug-relevant-change" "expression" (include "hotplug-guard.relevantChange" .)) }}
+{{- end }}
 {{- toYaml (concat $conditions $webhooks.matchConditions) }}
+{{- end }}
+
+{{/*
+CEL: true for a CREATE, and for an UPDATE that changes the template's interfaces
+or networks or any hotplug-guard.io/ annotation. Every other VM update (labels,
+run strategy, memory, ...) leaves what the webhook judges as it was, so it never
+waits on the webhook. Written with has() rather than optional fields (`.?`) so that any CEL
+implementation evaluates it.
+*/}}
+{{- define "hotplug-guard.relevantChange" -}}
+{{- $interfaces := "spec.template.spec.domain.devices.interfaces" }}
+{{- $networks := "spec.template.spec.networks" }}
+{{- $annotations := "metadata.annotations" }}
+{{- $new := include "hotplug-guard.celField" (dict "var" "object" "path" $annotations "default" "{}") }}
+{{- $old := include "hotplug-guard.celField" (dict "var" "oldObject" "path" $annotations "default" "{}") }}
+{{- $clauses := list "request.operation != 'UPDATE'" }}
+{{- range list $interfaces $networks }}
+{{- $clauses = append $clauses (printf "%s != %s" (include "hotplug-guard.celField" (dict "var" "object" "path" . "default" "[]")) (include "hotplug-guard.celField" (dict "var" "oldObject" "path" . "default" "[]"))) }}
+{{- end }}
+{{- $clauses = append $clauses (printf "%s.exists(k, k.startsWith('hotplug-guard.io/') && (!(k in %s) || %s[k] != %s[k]))" $new $old $old $new) }}
+{{- $clauses = append $clauses (printf "%s.exists(k, k.startsWith('hotplug-guard.io/') && !(k in %s))" $old $new) }}
+{{- join " || " $clauses }}
+{{- end }}
+
+{{/* CEL: var.path when every step of it is present, else default */}}
+{{- define "hotplug-guard.celField" -}}
+{{- $current := .var }}
+{{- $checks := list }}
+{{- range splitList "." .path }}
+{{- $current = printf "%s.%s" $current . }}
+{{- $checks = append $checks (printf "has(%s)" $current) }}
+{{- end }}
+{{- printf "(%s ? %s : %s)" (join " && " $checks) $current .default }}
 {{- end }}
 
 {{/* metadata of both webhook configurations */}}
