@@ -131,11 +131,16 @@ class AdmissionReviewWire(TypedDict):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Envelope:
-    """What every response must echo: the review's GVK and the request uid."""
+    """What every response must echo: the review's GVK and the request uid.
+
+    `name` is the object's name (empty for a `generateName` CREATE): a denial
+    names it, as kubectl prints `The VirtualMachine "<name>" is invalid: ...`.
+    """
 
     api_version: str
     kind: str
     uid: str
+    name: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -253,7 +258,9 @@ def parse_envelope(body: bytes) -> tuple[Envelope, Mapping[str, Any]]:
     uid = request.get("uid")
     if not isinstance(uid, str) or not uid:
         raise RequestError(400, "request.uid is missing or not a non-empty string")
-    return Envelope(api_version=api_version, kind=kind, uid=uid), request
+    name = request.get("name")
+    name = name if isinstance(name, str) else ""
+    return Envelope(api_version=api_version, kind=kind, uid=uid, name=name), request
 
 
 def parse_request(envelope: Envelope, request: Mapping[str, Any]) -> AdmissionRequest:
@@ -352,7 +359,7 @@ def render_review(envelope: Envelope, answer: Answer, *, mode: Mode) -> Admissio
             "message": _one_line(f"{PRODUCT}: {answer.refusal.message}"),
         }
     elif not answer.verdict.allowed:
-        response["status"] = _render_denial(answer.verdict.causes)
+        response["status"] = _render_denial(answer.verdict.causes, name=envelope.name)
     elif mode is Mode.MUTATE and answer.verdict.patch:
         document = json.dumps(answer.verdict.render_patch(), separators=(",", ":"))
         response["patch"] = base64.b64encode(document.encode()).decode("ascii")
@@ -366,8 +373,13 @@ def render_review(envelope: Envelope, answer: Answer, *, mode: Mode) -> Admissio
     return {"apiVersion": envelope.api_version, "kind": envelope.kind, "response": response}
 
 
-def _render_denial(causes: Sequence[Cause]) -> StatusWire:
-    """KubeVirt's deny format: 422 Invalid, causes joined by ", ", at most ten listed."""
+def _render_denial(causes: Sequence[Cause], *, name: str) -> StatusWire:
+    """KubeVirt's deny format: 422 Invalid, causes joined by ", ", at most ten listed.
+
+    For an Invalid status kubectl prints only `details` (`The <kind> "<name>" is
+    invalid: <field>: <cause message>`), not the message: each cause therefore
+    names the product and the rule itself.
+    """
     shown = causes[:MAX_CAUSES]
     parts = [_one_line(": ".join(p for p in (c.rule, c.field, c.message) if p)) for c in shown]
     if not parts:
@@ -381,10 +393,15 @@ def _render_denial(causes: Sequence[Cause]) -> StatusWire:
         "reason": "Invalid",
         "message": message,
         "details": {
+            "name": name,
             "group": VM_GROUP,
             "kind": VM_KIND,
             "causes": [
-                {"reason": str(c.type), "message": _one_line(c.message), "field": c.field}
+                {
+                    "reason": str(c.type),
+                    "message": _one_line(f"{PRODUCT}: {c.rule}: {c.message}"),
+                    "field": c.field,
+                }
                 for c in shown
             ],
         },

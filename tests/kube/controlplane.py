@@ -206,6 +206,8 @@ class ControlPlane:
                 "--allow-privileged=true",
                 # no controller-manager creates the default ServiceAccounts it would require
                 "--disable-admission-plugins=ServiceAccount",
+                # 127.0.0.1 cannot be the kubernetes Service's endpoint; nothing here needs it
+                "--endpoint-reconciler-type=none",
             ],
             self.apiserver_log,
         )
@@ -394,31 +396,34 @@ class ControlPlane:
         metadata = {"name": name, "labels": dict(labels or {})}
         self.create({"apiVersion": "v1", "kind": "Namespace", "metadata": metadata})
         if developers:
-            self._ensure_vm_editor_role()
-            self.create(
-                {
-                    "apiVersion": "rbac.authorization.k8s.io/v1",
-                    "kind": "RoleBinding",
-                    "metadata": {"name": f"{DEVELOPERS}-{VM_EDITOR}", "namespace": name},
-                    "roleRef": {
-                        "apiGroup": "rbac.authorization.k8s.io",
-                        "kind": "ClusterRole",
-                        "name": VM_EDITOR,
-                    },
-                    "subjects": [
-                        {
-                            "apiGroup": "rbac.authorization.k8s.io",
-                            "kind": "Group",
-                            "name": DEVELOPERS,
-                        }
-                    ],
-                }
+            self.bind_vm_editor(
+                name, {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": DEVELOPERS}
             )
         return name
 
-    def _ensure_vm_editor_role(self) -> None:
+    def ensure_namespace(self, name: str) -> str:
+        """Namespace `name` (fixed names such as `kubevirt`), created if missing."""
+        if self.get("v1", "Namespace", name) is None:
+            self.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        return name
+
+    def bind_vm_editor(self, namespace: str, subject: Mapping[str, str]) -> None:
+        """Let `subject` (an RBAC subject) edit VMs in `namespace` (the `vm-editor` role)."""
         if self.get("rbac.authorization.k8s.io/v1", "ClusterRole", VM_EDITOR) is None:
             self.create(VM_EDITOR_ROLE)
+        self.create(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"generateName": f"{VM_EDITOR}-", "namespace": namespace},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": VM_EDITOR,
+                },
+                "subjects": [dict(subject)],
+            }
+        )
 
     def install_crds(self) -> None:
         """Create KubeVirt's and the NAD CRD (once) and wait until each is served."""
@@ -446,12 +451,17 @@ class ControlPlane:
     # --- webhooks -------------------------------------------------------------------------------
 
     def register_webhooks(
-        self, configurations: Iterable[Mapping[str, Any]], *, base_url: str, ca_bundle: bytes
+        self,
+        configurations: Iterable[Mapping[str, Any]],
+        *,
+        base_url: str,
+        ca_bundle: bytes | None,
     ) -> list[tuple[str, str]]:
         """Create webhook configurations pointing at `base_url`, as envtest registers them.
 
-        Each `clientConfig.service` becomes `url: <base_url><path>` with `caBundle`;
-        returns (kind, name) of each created configuration, for `delete_webhooks`.
+        Each `clientConfig.service` becomes `url: <base_url><path>` with `caBundle`
+        (None: left to whoever injects it); returns (kind, name) of each created
+        configuration, for `delete_webhooks`.
         """
         created = []
         for configuration in configurations:
@@ -468,17 +478,18 @@ class ControlPlane:
 WEBHOOK_KINDS = frozenset({"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"})
 
 
-def with_url(configuration: Mapping[str, Any], *, base_url: str, ca_bundle: bytes) -> Manifest:
+def with_url(
+    configuration: Mapping[str, Any], *, base_url: str, ca_bundle: bytes | None
+) -> Manifest:
     """A webhook configuration whose webhooks call `base_url` + their service path."""
     if configuration.get("kind") not in WEBHOOK_KINDS:
         raise ValueError(f"not a webhook configuration: {configuration.get('kind')}")
     result: Manifest = copy.deepcopy(dict(configuration))
     for hook in result["webhooks"]:
         service = hook["clientConfig"].get("service") or {}
-        hook["clientConfig"] = {
-            "url": base_url.rstrip("/") + service.get("path", "/"),
-            "caBundle": base64.b64encode(ca_bundle).decode(),
-        }
+        hook["clientConfig"] = {"url": base_url.rstrip("/") + service.get("path", "/")}
+        if ca_bundle is not None:
+            hook["clientConfig"]["caBundle"] = base64.b64encode(ca_bundle).decode()
     return result
 
 

@@ -110,10 +110,11 @@ def test_denial_has_code_422_a_one_line_message_naming_the_rule_and_causes_with_
         "hotplug-guard: plug-model: spec.template.spec.domain.devices.interfaces[1].model: "
         "hot plugged interfaces must use model virtio; remove 'model: e1000'"
     )
+    assert status["details"]["name"] == "vm-fedora"  # kubectl: The VirtualMachine "vm-fedora"
     assert status["details"]["causes"] == [
         {
             "reason": "FieldValueNotSupported",
-            "message": PLUG_MODEL.message,
+            "message": f"hotplug-guard: plug-model: {PLUG_MODEL.message}",
             "field": PLUG_MODEL.field,
         }
     ]

@@ -1,0 +1,147 @@
+"""A KubeVirt simulator acting through the API, and the KubeVirt objects users create.
+
+KubeVirt itself cannot run here (no nodes, no kubelet, no libvirt). This
+simulator stands in for it, acting only through the real kube-apiserver as
+KubeVirt's service accounts would: `start` creates the VirtualMachineInstance
+of a VM (its spec from the VM template, status Running with one status entry
+per interface named as KubeVirt names pod interfaces, LiveMigratable) and sets
+the VM's status through the status subresource. It simulates no migration, no
+hot plug completion and no guest.
+
+`virtual_machine` and `network_attachment_definition` build the objects a user
+or cluster admin would create.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from tests.kube.controlplane import ControlPlane
+
+API_VERSION = "kubevirt.io/v1"
+Manifest = dict[str, Any]
+
+
+def pod_interface_name(network: Mapping[str, Any]) -> str:
+    """KubeVirt's name for a network's pod interface: eth0, or `pod` + sha256(name)[:11]."""
+    if "pod" in network or (network.get("multus") or {}).get("default"):
+        return "eth0"
+    return "pod" + hashlib.sha256(network["name"].encode()).hexdigest()[:11]
+
+
+def instance_of(vm: Mapping[str, Any]) -> Manifest:
+    """The VMI virt-controller would create for `vm`, as virt-handler reports it running."""
+    template = copy.deepcopy(vm["spec"]["template"])
+    metadata = vm["metadata"]
+    spec = template["spec"]
+    status_interfaces = [
+        {
+            "name": network["name"],
+            "podInterfaceName": pod_interface_name(network),
+            "infoSource": "domain, guest-agent, multus-status",
+        }
+        for network in spec.get("networks") or ()
+    ]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "VirtualMachineInstance",
+        "metadata": {
+            "name": metadata["name"],
+            "namespace": metadata["namespace"],
+            "labels": (template.get("metadata") or {}).get("labels") or {},
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "VirtualMachine",
+                    "name": metadata["name"],
+                    "uid": metadata["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": spec,
+        "status": {
+            "phase": "Running",
+            "conditions": [
+                {"type": "Ready", "status": "True"},
+                {"type": "LiveMigratable", "status": "True"},
+            ],
+            "interfaces": status_interfaces,
+        },
+    }
+
+
+def start(plane: ControlPlane, namespace: str, name: str) -> Manifest:
+    """Run VM `namespace/name` as KubeVirt would show it; returns the VMI."""
+    vm = plane.get(API_VERSION, "VirtualMachine", name, namespace=namespace)
+    if vm is None:
+        raise LookupError(f"no VirtualMachine {namespace}/{name}")
+    # VMIs have no status subresource: the status is part of the created object
+    vmi = plane.create(instance_of(vm))
+    resource = plane.resource(API_VERSION, "VirtualMachine")
+    status = {"created": True, "ready": True, "printableStatus": "Running"}
+    body = {"metadata": {"name": name, "namespace": namespace}, "status": status}
+    resource.status.patch(
+        body=body, name=name, namespace=namespace, content_type="application/merge-patch+json"
+    )
+    return vmi
+
+
+def virtual_machine(
+    name: str, namespace: str, *, secondary: Sequence[tuple[str, str]] = ()
+) -> Manifest:
+    """A Fedora VM on the pod network (masquerade) with bridge NICs on (name, NAD) networks."""
+    interfaces: list[Manifest] = [{"name": "default", "masquerade": {}}]
+    networks: list[Manifest] = [{"name": "default", "pod": {}}]
+    for interface, nad in secondary:
+        interfaces.append({"name": interface, "bridge": {}, "model": "virtio"})
+        networks.append({"name": interface, "multus": {"networkName": nad}})
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "VirtualMachine",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "runStrategy": "Always",
+            "template": {
+                "metadata": {"labels": {"kubevirt.io/vm": name}},
+                "spec": {
+                    "domain": {
+                        "devices": {
+                            "disks": [{"name": "containerdisk", "disk": {"bus": "virtio"}}],
+                            "interfaces": interfaces,
+                            "rng": {},
+                        },
+                        "resources": {"requests": {"memory": "1024M"}},
+                    },
+                    "networks": networks,
+                    "terminationGracePeriodSeconds": 0,
+                    "volumes": [
+                        {
+                            "name": "containerdisk",
+                            "containerDisk": {
+                                "image": "quay.io/kubevirt/fedora-with-test-tooling-container-disk"
+                            },
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def network_attachment_definition(name: str, namespace: str) -> Manifest:
+    """A bridge CNI NetworkAttachmentDefinition, as a cluster admin would create one."""
+    config = json.dumps(
+        {"cniVersion": "0.3.1", "name": name, "type": "bridge", "bridge": "br1", "ipam": {}}
+    )
+    return {
+        "apiVersion": "k8s.cni.cncf.io/v1",
+        "kind": "NetworkAttachmentDefinition",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"config": config},
+    }

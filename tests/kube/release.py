@@ -1,0 +1,250 @@
+"""A hotplug-guard release on the control plane: the chart rendered by Helm, its pod run locally.
+
+`deployed(plane, directory, values)` renders the chart, creates what it renders
+for the API server (ServiceAccount, RBAC, both webhook configurations, pointed
+at `https://127.0.0.1:PORT/<path>` as envtest registers webhooks), then runs the
+pod's containers as local processes with their own command lines from the
+render: the `certs ensure --once` init container (which creates the Secret and
+writes the caBundle into both configurations) and the `serve` container, both
+authenticated as the release's ServiceAccount with a real token, so the chart's
+RBAC is what they get. Only what a pod gives differs: the mounted volumes are
+directories, `--in-cluster` is that token's kubeconfig, `--bind` is 127.0.0.1,
+and the serving certificate also names 127.0.0.1.
+
+Each release reviews only namespaces labelled with its id (`namespace()`), so
+several releases can share one control plane.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.chart.manifests import Release as Rendered
+from tests.chart.manifests import render
+from tests.kube.controlplane import ControlPlane, free_port
+from tests.kube.kubevirt import virtual_machine
+from tests.webhook import service
+from tests.webhook.service import Service
+
+SELECTOR_KEY = "hotplug-guard.test/release"
+RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+WEBHOOK_KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
+ACTIVE_SECONDS = 30.0
+
+Manifest = dict[str, Any]
+
+
+def merged(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `extra` merged in, maps recursively (as Helm merges values files)."""
+    result = copy.deepcopy(dict(base))
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
+            result[key] = merged(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+@dataclass(slots=True)
+class Release:
+    """One deployed release; see the module documentation."""
+
+    plane: ControlPlane
+    directory: Path
+    id: str
+    rendered: Rendered
+    namespace: str
+    port: int
+    kubeconfig: Path = field(init=False)
+    server: Service | None = None
+    webhooks: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def fullname(self) -> str:
+        name: str = self.rendered.one("Deployment")["metadata"]["name"]
+        return name
+
+    def volume(self, name: str) -> Path:
+        path = self.directory / "volumes" / name
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return path
+
+    # --- the pod ------------------------------------------------------------------------
+
+    def command(self, container: str) -> list[str]:
+        """The container's arguments as rendered, with local volumes and credentials."""
+        spec = self.rendered.container(container)
+        mounts = {m["mountPath"]: self.volume(m["name"]) for m in spec.get("volumeMounts", ())}
+        args: list[str] = []
+        for argument in spec.get("args", ()):
+            if argument == "--in-cluster":
+                args.append(f"--kubeconfig={self.kubeconfig}")
+                continue
+            if argument.startswith("--bind="):
+                args.append(f"--bind=127.0.0.1:{self.port}")
+                continue
+            option, separator, value = argument.partition("=")
+            local = next(
+                (
+                    f"{path}{value.removeprefix(mount)}"
+                    for mount, path in mounts.items()
+                    if separator and (value == mount or value.startswith(mount + "/"))
+                ),
+                None,
+            )
+            args.append(argument if local is None else f"{option}={local}")
+        if args[:2] == ["certs", "ensure"]:
+            # the API server calls 127.0.0.1, not the Service's DNS name
+            args += [f"--kubeconfig={self.kubeconfig}", "--ip=127.0.0.1"]
+        return args
+
+    def run(self, container: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        """Run a container's command to its end (`certs ensure --once`)."""
+        return subprocess.run(
+            [sys.executable, "-m", "hotplug_guard", *self.command(container), *extra],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "PYTHONPATH": str(service.REPO)},
+        )
+
+    def start_server(self) -> Service:
+        """Start the `webhook` container's `serve`; wait until every worker's caches are synced."""
+        args = self.command("webhook")
+        assert args[0] == "serve", args
+        self.server = service.start(
+            self.directory,
+            args=args[1:],
+            bare=True,
+            port=self.port,
+            ca=self.volume("tls") / "ca.crt",
+        )
+        deadline = time.monotonic() + ACTIVE_SECONDS
+        while self.metric("hotplug_guard_context_ready") != 1:
+            assert time.monotonic() < deadline, "the webhook's caches did not sync"
+            time.sleep(0.1)
+        return self.server
+
+    def stop_server(self) -> None:
+        if self.server is not None:
+            service.stop(self.server)
+            self.server = None
+
+    # --- what tests use -----------------------------------------------------------------------
+
+    def namespace_for_tests(self, prefix: str) -> str:
+        """A fresh namespace this release reviews, where `developers` may edit VMs."""
+        return self.plane.create_namespace(prefix, labels={SELECTOR_KEY: self.id})
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of a metric's samples (over all workers) whose labels include `labels`."""
+        assert self.server is not None, "the webhook is not running"
+        text = requests.get(self.server.url("/metrics"), verify=str(self.server.ca), timeout=5).text
+        total = 0.0
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if (
+                    sample.name in (name, f"{name}_total")
+                    and labels.items() <= sample.labels.items()
+                ):
+                    total += sample.value
+        return total
+
+    def reviews(self, endpoint: str | None = None) -> float:
+        """AdmissionReviews answered so far (by endpoint `mutate` or `validate`, or both)."""
+        labels = {"endpoint": endpoint} if endpoint else {}
+        return self.metric("hotplug_guard_admission_requests", **labels)
+
+    def wait_until_called(self) -> None:
+        """Until kube-apiserver calls both webhooks (its configuration informer is async)."""
+        probe_namespace = self.namespace_for_tests("probe")
+        probe = virtual_machine("probe", probe_namespace)
+        resource = self.plane.resource(probe["apiVersion"], probe["kind"])
+        deadline = time.monotonic() + ACTIVE_SECONDS
+        before = {endpoint: self.reviews(endpoint) for endpoint in ("mutate", "validate")}
+        while any(self.reviews(endpoint) <= count for endpoint, count in before.items()):
+            assert time.monotonic() < deadline, "kube-apiserver never called both webhooks"
+            resource.create(body=probe, namespace=probe_namespace, dry_run="All")
+            time.sleep(0.1)
+
+
+def deploy(
+    plane: ControlPlane, directory: Path, values: Mapping[str, Any] | None = None
+) -> Release:
+    """Render, create and start a release (see the module documentation); `remove` undoes it."""
+    plane.install_crds()
+    release_id = secrets.token_hex(3)
+    scoped = {
+        "webhooks": {
+            "namespaceSelectorExpressions": [
+                {"key": SELECTOR_KEY, "operator": "In", "values": [release_id]}
+            ]
+        }
+    }
+    namespace = plane.create_namespace(f"hotplug-guard-{release_id}", developers=False)
+    rendered = render(merged(scoped, values or {}), name=f"g{release_id}", namespace=namespace)
+    release = Release(
+        plane=plane,
+        directory=directory,
+        id=release_id,
+        rendered=rendered,
+        namespace=namespace,
+        port=free_port(),
+    )
+    for kind in RBAC_KINDS:
+        for manifest in rendered.all(kind):
+            plane.create(manifest)
+    account = rendered.deployment_pod()["serviceAccountName"]
+    release.kubeconfig = plane.token_kubeconfig(namespace, account)
+    for name, text in rendered.one("ConfigMap")["data"].items():
+        (release.volume("policy") / name).write_text(text)
+    release.webhooks = plane.register_webhooks(
+        (m for kind in WEBHOOK_KINDS for m in rendered.all(kind)),
+        base_url=release.base_url,
+        ca_bundle=None,
+    )
+    try:
+        init = release.run("certs-init")
+        if init.returncode != 0:
+            raise RuntimeError(f"certs-init failed:\n{init.stdout}\n{init.stderr}")
+        release.start_server()
+        release.wait_until_called()
+    except BaseException:
+        remove(release)
+        raise
+    return release
+
+
+def remove(release: Release) -> None:
+    """Stop the server and delete the webhook configurations (namespaces stay: no GC here)."""
+    release.stop_server()
+    release.plane.delete_webhooks(release.webhooks)
+
+
+@contextlib.contextmanager
+def deployed(
+    plane: ControlPlane, directory: Path, values: Mapping[str, Any] | None = None
+) -> Iterator[Release]:
+    release = deploy(plane, directory, values)
+    try:
+        yield release
+    finally:
+        remove(release)
