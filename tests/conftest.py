@@ -8,7 +8,7 @@ run and removed after a run that passed.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import pytest
 
@@ -32,8 +32,10 @@ def control_plane(
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    report: pytest.TestReport = yield
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
     plane = item.config.stash.get(PLANE, None)
     uses_plane = "control_plane" in getattr(item, "fixturenames", ())
     if report.failed and plane is not None and uses_plane:
@@ -42,4 +44,4 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             report.sections.append(
                 (f"{name} log (kept in {log})", controlplane.tail(log, lines=40))
             )
-    return report  # type: ignore[return-value]
+    return report
