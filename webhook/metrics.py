@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -122,5 +123,25 @@ class Metrics:
         if directory is None:
             return bytes(generate_latest(self.registry))
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path=str(directory))  # type: ignore[no-untyped-call]
+        _StartedWorkers(registry, path=str(directory))  # type: ignore[no-untyped-call]
         return bytes(generate_latest(registry))
+
+
+class _StartedWorkers(multiprocess.MultiProcessCollector):
+    """The multiprocess collector without the files of workers still creating theirs.
+
+    A worker's file exists empty for a moment before it is sized and mapped;
+    prometheus_client fails the whole scrape on it (struct.error), so a scrape
+    while a worker boots would answer 500. Such a worker has no samples yet.
+    """
+
+    def collect(self) -> Any:
+        files = [path for path in Path(self._path).glob("*.db") if _size(path)]
+        return self.merge([str(path) for path in files], accumulate=True)  # type: ignore[no-untyped-call]
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:  # a dead worker's file, removed meanwhile
+        return 0
