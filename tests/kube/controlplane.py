@@ -319,18 +319,21 @@ class ControlPlane:
             )
         return self._clients[user]
 
-    def resource(self, api_version: str, kind: str, *, user: User = ADMIN) -> Any:
-        """The dynamic client's resource for a kind (discovery refreshed for new CRDs)."""
+    def resource(
+        self, api_version: str, kind: str = "", *, plural: str = "", user: User = ADMIN
+    ) -> Any:
+        """The dynamic client's resource by kind or plural (discovery refreshed for new CRDs)."""
         if user not in self._dynamic:
             self._dynamic[user] = kubernetes.dynamic.DynamicClient(  # type: ignore[no-untyped-call]
                 self.api_client(user)
             )
         resources = self._dynamic[user].resources
+        search = {"api_version": api_version, **({"name": plural} if plural else {"kind": kind})}
         try:
-            return resources.get(api_version=api_version, kind=kind)
+            return resources.get(**search)
         except kubernetes.dynamic.exceptions.ResourceNotFoundError:
             resources.invalidate_cache()
-            return resources.get(api_version=api_version, kind=kind)
+            return resources.get(**search)
 
     def kubectl(
         self,

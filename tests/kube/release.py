@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import kubernetes.client
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -182,7 +183,9 @@ class Release:
         before = {endpoint: self.reviews(endpoint) for endpoint in ("mutate", "validate")}
         while any(self.reviews(endpoint) <= count for endpoint, count in before.items()):
             assert time.monotonic() < deadline, "kube-apiserver never called both webhooks"
-            resource.create(body=probe, namespace=probe_namespace, dry_run="All")
+            # refused while kube-apiserver still has an older caBundle: try again
+            with contextlib.suppress(kubernetes.client.ApiException):
+                resource.create(body=probe, namespace=probe_namespace, dry_run="All")
             time.sleep(0.1)
 
 
