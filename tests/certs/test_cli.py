@@ -1,4 +1,8 @@
-"""`hotplug-guard certs generate|ensure` end to end, as an operator or init container runs them."""
+"""`hotplug-guard certs generate|ensure` end to end, as an operator or init container runs them.
+
+`ensure` runs against the real kube-apiserver; the fake API server only counts the
+reads of a looping `ensure` and plays an API server that went away.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ import pytest
 from hotplug_guard.cli import main
 from tests.certs.chains import load_bundle, verify_chain
 from tests.harness.fake_apiserver import FakeApiServer
+from tests.kube.controlplane import ALICE
+from tests.kube.seeding import Seeding
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -148,14 +154,21 @@ def test_generate_into_a_file_is_refused(
     assert "not a directory" in capsys.readouterr().err
 
 
-def _install_webhooks(server: FakeApiServer) -> None:
+def _install_webhooks(server: Seeding | FakeApiServer) -> None:
     for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
         server.put(
             {
                 "apiVersion": "admissionregistration.k8s.io/v1",
                 "kind": kind,
                 "metadata": {"name": "guard"},
-                "webhooks": [{"name": "vms.hotplug-guard.io", "clientConfig": {}}],
+                "webhooks": [
+                    {
+                        "name": "vms.hotplug-guard.io",
+                        "admissionReviewVersions": ["v1"],
+                        "sideEffects": "None",
+                        "clientConfig": {"service": {"name": "guard", "namespace": "guard-system"}},
+                    }
+                ],
             }
         )
 
@@ -175,20 +188,21 @@ def _ensure_args(kubeconfig: Path, out: Path) -> list[str]:
 
 
 def test_ensure_once_keeps_the_secret_publishes_the_bundle_and_writes_server_files(
-    fake_apiserver: FakeApiServer, tmp_path: Path
+    apiserver: Seeding, tmp_path: Path
 ) -> None:
-    _install_webhooks(fake_apiserver)
-    kubeconfig = fake_apiserver.write_kubeconfig(tmp_path / "kubeconfig")
+    apiserver.namespace("guard-system")
+    _install_webhooks(apiserver)
+    kubeconfig = apiserver.write_kubeconfig(tmp_path / "kubeconfig")
     out = tmp_path / "serving"
 
     done = _run(*_ensure_args(kubeconfig, out))
 
     assert done.returncode == 0, done.stderr
-    secret = fake_apiserver.get("v1", "secrets", "guard-system", "guard-tls")
+    secret = apiserver.get("v1", "secrets", "guard-system", "guard-tls")
     assert secret is not None
     assert sorted(path.name for path in out.iterdir()) == ["ca.crt", "tls.crt", "tls.key"]
     assert base64.b64decode(secret["data"]["tls.crt"]) == (out / "tls.crt").read_bytes()
-    configuration = fake_apiserver.get(
+    configuration = apiserver.get(
         "admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", None, "guard"
     )
     assert configuration is not None
@@ -198,36 +212,42 @@ def test_ensure_once_keeps_the_secret_publishes_the_bundle_and_writes_server_fil
     assert "published the CA bundle to mutatingwebhookconfigurations/guard" in done.stderr
 
 
-def test_a_second_ensure_changes_nothing(fake_apiserver: FakeApiServer, tmp_path: Path) -> None:
-    _install_webhooks(fake_apiserver)
-    args = _ensure_args(fake_apiserver.write_kubeconfig(tmp_path / "kubeconfig"), tmp_path / "out")
+def test_a_second_ensure_changes_nothing(apiserver: Seeding, tmp_path: Path) -> None:
+    apiserver.namespace("guard-system")
+    _install_webhooks(apiserver)
+    args = _ensure_args(apiserver.write_kubeconfig(tmp_path / "kubeconfig"), tmp_path / "out")
     assert _run(*args).returncode == 0
-    fake_apiserver.clear_requests()
+    before = _versions(apiserver)
 
     done = _run(*args)
 
     assert done.returncode == 0, done.stderr
-    assert {request.verb for request in fake_apiserver.requests} == {"get"}
+    assert _versions(apiserver) == before  # every write changes a resourceVersion
 
 
-def test_ensure_reports_an_api_failure_with_exit_1(
-    fake_apiserver: FakeApiServer, tmp_path: Path
-) -> None:
-    _install_webhooks(fake_apiserver)
-    fake_apiserver.inject(verb="create", resource="secrets", status=403, times=10)
-    kubeconfig = fake_apiserver.write_kubeconfig(tmp_path / "kubeconfig")
+def _versions(server: Seeding) -> list[str]:
+    kinds = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
+    found = [server.get("admissionregistration.k8s.io/v1", kind, None, "guard") for kind in kinds]
+    found.append(server.get("v1", "Secret", "guard-system", "guard-tls"))
+    return [obj["metadata"]["resourceVersion"] for obj in found if obj is not None]
+
+
+def test_ensure_reports_an_api_failure_with_exit_1(apiserver: Seeding, tmp_path: Path) -> None:
+    apiserver.namespace("guard-system")
+    _install_webhooks(apiserver)
+    kubeconfig = apiserver.plane.kubeconfig(ALICE)  # RBAC lets her edit VMs, not read Secrets
 
     done = _run(*_ensure_args(kubeconfig, tmp_path / "out"))
 
     assert done.returncode == 1
     assert "the API server answered 403 Forbidden" in done.stderr
+    assert 'User "alice" cannot get resource "secrets"' in done.stderr
     assert "Traceback" not in done.stderr
 
 
-def test_ensure_names_a_missing_webhook_configuration(
-    fake_apiserver: FakeApiServer, tmp_path: Path
-) -> None:
-    kubeconfig = fake_apiserver.write_kubeconfig(tmp_path / "kubeconfig")
+def test_ensure_names_a_missing_webhook_configuration(apiserver: Seeding, tmp_path: Path) -> None:
+    apiserver.namespace("guard-system")
+    kubeconfig = apiserver.write_kubeconfig(tmp_path / "kubeconfig")
 
     done = _run(*_ensure_args(kubeconfig, tmp_path / "out"))
 

@@ -1,4 +1,8 @@
-"""`ensure` against the fake API server: Secret, caBundle injection, conflicts, rotation."""
+"""`ensure` against kube-apiserver: Secret, caBundle injection, conflicts, rotation.
+
+Conflicts and failures a real API server cannot be made to give on cue (409s,
+500s, a delay in the middle of a run) use the fake API server (`faulty`).
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from certs.renewal import renew
 from certs.rotation import IssueAuthority, IssueServing, RotationPolicy
 from tests.certs.chains import ManualClock, verify_chain
 from tests.harness.fake_apiserver import FakeApiServer
+from tests.kube.seeding import Seeding
 
 DAY = timedelta(days=1)
 ADMISSION = "admissionregistration.k8s.io/v1"
@@ -35,7 +40,10 @@ TARGET = ClusterTarget(
 HOST = "guard.guard-system.svc"
 
 
-def _install_webhook_configurations(server: FakeApiServer) -> None:
+Server = Seeding | FakeApiServer
+
+
+def _install_webhook_configurations(server: Server) -> None:
     for kind in KINDS:
         server.put(
             {
@@ -57,29 +65,38 @@ def _install_webhook_configurations(server: FakeApiServer) -> None:
 
 
 @pytest.fixture
-def server(fake_apiserver: FakeApiServer) -> FakeApiServer:
+def server(apiserver: Seeding) -> Seeding:
+    """kube-apiserver with both webhook configurations."""
+    apiserver.namespace(TARGET.namespace)
+    _install_webhook_configurations(apiserver)
+    return apiserver
+
+
+@pytest.fixture
+def faulty(fake_apiserver: FakeApiServer) -> FakeApiServer:
+    """The fake API server with both webhook configurations, for injected faults."""
     _install_webhook_configurations(fake_apiserver)
     return fake_apiserver
 
 
-def _ensure(server: FakeApiServer, clock: ManualClock) -> EnsureResult:
+def _ensure(server: Server, clock: ManualClock) -> EnsureResult:
     return ensure_cluster(
         server.api_client(), TARGET, clock=clock, policy=POLICY, key_spec=DEFAULT_KEYS
     )
 
 
-def _secret(server: FakeApiServer) -> dict[str, Any]:
+def _secret(server: Server) -> dict[str, Any]:
     secret = server.get("v1", "secrets", "guard-system", "guard-tls")
     assert secret is not None
     return secret
 
 
-def _stored_material(server: FakeApiServer) -> Material:
+def _stored_material(server: Server) -> Material:
     data = _secret(server)["data"]
     return parse_material({key: base64.b64decode(value) for key, value in data.items()})
 
 
-def _bundles(server: FakeApiServer) -> list[list[x509.Certificate]]:
+def _bundles(server: Server) -> list[list[x509.Certificate]]:
     """The CA bundle of every webhook of both configurations."""
     bundles = []
     for kind in KINDS:
@@ -97,7 +114,7 @@ def _served(material: Material) -> x509.Certificate:
 
 
 def test_first_run_creates_a_tls_secret_and_injects_the_ca_into_every_webhook(
-    server: FakeApiServer,
+    server: Seeding,
 ) -> None:
     clock = ManualClock()
 
@@ -118,7 +135,7 @@ def test_first_run_creates_a_tls_secret_and_injects_the_ca_into_every_webhook(
     assert verify_chain(_served(material), bundles[0], host=HOST, at=clock.now())
 
 
-def test_injection_keeps_the_rest_of_the_webhook_configuration(server: FakeApiServer) -> None:
+def test_injection_keeps_the_rest_of_the_webhook_configuration(server: Seeding) -> None:
     _ensure(server, ManualClock())
 
     configuration = server.get(ADMISSION, "ValidatingWebhookConfiguration", None, "guard")
@@ -127,28 +144,40 @@ def test_injection_keeps_the_rest_of_the_webhook_configuration(server: FakeApiSe
     webhook = configuration["webhooks"][1]
     assert webhook["name"] == "vmis.hotplug-guard.io"
     assert webhook["matchConditions"] == [{"name": "c", "expression": "true"}]
-    assert webhook["clientConfig"]["service"] == {"name": "guard", "namespace": "guard-system"}
+    # as stored: kube-apiserver defaulted the port
+    assert webhook["clientConfig"]["service"] == {
+        "name": "guard",
+        "namespace": "guard-system",
+        "port": 443,
+    }
 
 
-def test_a_run_with_nothing_to_do_only_reads(server: FakeApiServer) -> None:
+def test_a_run_with_nothing_to_do_only_reads(server: Seeding) -> None:
     clock = ManualClock()
     _ensure(server, clock)
-    server.clear_requests()
+    before = _versions(server)
     clock.advance(DAY)
 
     result = _ensure(server, clock)
 
     assert result.actions == ()
     assert result.published == ()
-    assert {request.verb for request in server.requests} == {"get"}
+    assert _versions(server) == before  # nothing was written
 
 
-def test_a_webhook_with_a_stale_ca_bundle_is_corrected(server: FakeApiServer) -> None:
+def _versions(server: Seeding) -> list[str]:
+    """resourceVersions of the Secret and both configurations: they change with every write."""
+    found = [server.get(ADMISSION, kind, None, "guard") for kind in KINDS]
+    return [obj["metadata"]["resourceVersion"] for obj in (_secret(server), *found) if obj]
+
+
+def test_a_webhook_with_a_stale_ca_bundle_is_corrected(server: Seeding) -> None:
     clock = ManualClock()
     _ensure(server, clock)
     configuration = server.get(ADMISSION, "MutatingWebhookConfiguration", None, "guard")
     assert configuration is not None
-    configuration["webhooks"][0]["clientConfig"]["caBundle"] = base64.b64encode(b"old").decode()
+    stale = base64.b64encode(_self_signed_pem()).decode()  # kube-apiserver wants a PEM bundle
+    configuration["webhooks"][0]["clientConfig"]["caBundle"] = stale
     server.put(configuration)
 
     result = _ensure(server, clock)
@@ -157,7 +186,7 @@ def test_a_webhook_with_a_stale_ca_bundle_is_corrected(server: FakeApiServer) ->
     assert len({tuple(bundle) for bundle in _bundles(server)}) == 1
 
 
-def test_concurrent_runs_converge_on_one_ca_and_one_bundle(server: FakeApiServer) -> None:
+def test_concurrent_runs_converge_on_one_ca_and_one_bundle(server: Seeding) -> None:
     clock = ManualClock()
     results: list[EnsureResult] = []
     runs = [
@@ -177,7 +206,8 @@ def test_concurrent_runs_converge_on_one_ca_and_one_bundle(server: FakeApiServer
     assert verify_chain(_served(material), _bundles(server)[0], host=HOST, at=clock.now())
 
 
-def test_a_conflicting_secret_update_is_retried_with_fresh_data(server: FakeApiServer) -> None:
+def test_a_conflicting_secret_update_is_retried_with_fresh_data(faulty: FakeApiServer) -> None:
+    server = faulty
     clock = ManualClock()
     _ensure(server, clock)
     clock.advance(21 * DAY)  # the serving certificate is due
@@ -190,7 +220,8 @@ def test_a_conflicting_secret_update_is_retried_with_fresh_data(server: FakeApiS
     assert _served(_stored_material(server)) == _served(result.material)
 
 
-def test_a_conflicting_webhook_patch_is_retried(server: FakeApiServer) -> None:
+def test_a_conflicting_webhook_patch_is_retried(faulty: FakeApiServer) -> None:
+    server = faulty
     fault = server.inject(
         verb="patch", resource="validatingwebhookconfigurations", status=409, times=1
     )
@@ -201,8 +232,9 @@ def test_a_conflicting_webhook_patch_is_retried(server: FakeApiServer) -> None:
     assert all(bundle == list(result.material.authorities) for bundle in _bundles(server))
 
 
-def test_a_secret_replaced_while_publishing_is_published_again(server: FakeApiServer) -> None:
+def test_a_secret_replaced_while_publishing_is_published_again(faulty: FakeApiServer) -> None:
     """A slow run must not leave an older bundle behind another replica's newer one."""
+    server = faulty
     clock = ManualClock()
     server.inject(verb="patch", resource="validatingwebhookconfigurations", status=None, delay=0.5)
     replacement = renew(
@@ -223,29 +255,30 @@ def test_a_secret_replaced_while_publishing_is_published_again(server: FakeApiSe
     assert all(bundle == list(replacement.authorities) for bundle in _bundles(server))
 
 
-def test_endless_conflicts_end_in_a_clear_error(server: FakeApiServer) -> None:
+def test_endless_conflicts_end_in_a_clear_error(faulty: FakeApiServer) -> None:
+    server = faulty
     server.inject(verb="create", resource="secrets", status=409, times=100)
 
     with pytest.raises(ClusterError, match="gave up after 10 conflicting updates"):
         _ensure(server, ManualClock())
 
 
-def test_a_missing_webhook_configuration_is_a_clear_error(fake_apiserver: FakeApiServer) -> None:
+def test_a_missing_webhook_configuration_is_a_clear_error(apiserver: Seeding) -> None:
+    apiserver.namespace(TARGET.namespace)
     with pytest.raises(ClusterError, match="mutatingwebhookconfigurations 'guard' not found"):
-        _ensure(fake_apiserver, ManualClock())
+        _ensure(apiserver, ManualClock())
 
 
-def test_without_webhook_configurations_only_the_secret_is_kept(
-    fake_apiserver: FakeApiServer,
-) -> None:
+def test_without_webhook_configurations_only_the_secret_is_kept(apiserver: Seeding) -> None:
     target = ClusterTarget(
         namespace="ns",
         secret_name="tls",  # noqa: S106 - the name of a Secret, not a password
         hosts=parse_hosts(["guard.ns.svc"]),
     )
 
+    apiserver.namespace("ns")
     result = ensure_cluster(
-        fake_apiserver.api_client(),
+        apiserver.api_client(),
         target,
         clock=ManualClock(),
         policy=POLICY,
@@ -253,11 +286,11 @@ def test_without_webhook_configurations_only_the_secret_is_kept(
     )
 
     assert result.published == ()
-    assert fake_apiserver.get("v1", "secrets", "ns", "tls") is not None
+    assert apiserver.get("v1", "secrets", "ns", "tls") is not None
 
 
 def test_ca_rotation_publishes_both_cas_before_serving_from_the_new_one(
-    server: FakeApiServer,
+    server: Seeding,
 ) -> None:
     clock = ManualClock()
     first = _ensure(server, clock).material
@@ -286,8 +319,9 @@ def test_ca_rotation_publishes_both_cas_before_serving_from_the_new_one(
 
 
 def test_a_new_ca_missing_from_a_webhook_bundle_does_not_sign_the_served_certificate(
-    server: FakeApiServer,
+    faulty: FakeApiServer,
 ) -> None:
+    server = faulty
     clock = ManualClock()
     _ensure(server, clock)
     clock.advance(195 * DAY)
@@ -316,3 +350,15 @@ def test_a_new_ca_missing_from_a_webhook_bundle_does_not_sign_the_served_certifi
     assert published.actions == ()
     assert [type(action) for action in reissued.actions] == [IssueServing]
     assert _served(reissued.material).issuer == new_ca.subject
+
+
+def _self_signed_pem() -> bytes:
+    """Some other CA's certificate: a bundle that is valid PEM but trusts the wrong CA."""
+    other = renew(
+        Material(),
+        hosts=TARGET.hosts,
+        now=ManualClock().now(),
+        policy=POLICY,
+        key_spec=DEFAULT_KEYS,
+    )
+    return render_material(other.material, with_authority_key=False)["ca.crt"]

@@ -1,4 +1,8 @@
-"""The list+watch caches with the real kubernetes client against the fake API server."""
+"""The list+watch caches with the real kubernetes client against kube-apiserver.
+
+Faults the real server cannot give on cue (an expired watch, failing or slow
+lists, a resource it does not serve) and the request log use the fake API server.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ from typing import Any
 import pytest
 
 from tests.harness.fake_apiserver import FakeApiServer
+from tests.kube.controlplane import ControlPlane
+from tests.kube.seeding import Seeding
 from tests.webhook.objects import NAMESPACE, fixture
 from webhook.caches import ClusterContext
 from webhook.context import ContextState
@@ -48,25 +54,39 @@ def migration(name: str, *, vmi: str | None = None, label: str | None = None) ->
     return obj
 
 
+def seed(server: Seeding | FakeApiServer) -> None:
+    server.put(fixture("vmi-status-hotplug-pending"))
+    server.put(in_namespace(fixture("nad-new-fancy-net")))
+    server.put(KUBEVIRT)
+    server.put(in_namespace(fixture("vmim-manual-migration")))
+    server.put(migration("by-label", label="vm-fedora"))
+    server.put(migration("other-vm", vmi="vm-other"))
+
+
 @pytest.fixture
 def fake() -> Iterator[FakeApiServer]:
     with FakeApiServer(bookmark_interval=0.2) as server:
-        server.put(fixture("vmi-status-hotplug-pending"))
-        server.put(in_namespace(fixture("nad-new-fancy-net")))
-        server.put(KUBEVIRT)
-        server.put(in_namespace(fixture("vmim-manual-migration")))
-        server.put(migration("by-label", label="vm-fedora"))
-        server.put(migration("other-vm", vmi="vm-other"))
+        seed(server)
         yield server
 
 
-def start(fake: FakeApiServer, **options: Any) -> ClusterContext:
-    return ClusterContext(fake.api_client().configuration, **options).start()
+@pytest.fixture
+def seeded(control_plane: ControlPlane) -> Iterator[Seeding]:
+    """kube-apiserver with the same objects; they are deleted after the test."""
+    control_plane.install_crds()
+    seeding = Seeding(control_plane)
+    seed(seeding)
+    yield seeding
+    seeding.clean_up()
+
+
+def start(server: Seeding | FakeApiServer, **options: Any) -> ClusterContext:
+    return ClusterContext(server.api_client().configuration, **options).start()
 
 
 @pytest.fixture
-def cluster(fake: FakeApiServer) -> Iterator[ClusterContext]:
-    context = start(fake)
+def cluster(seeded: Seeding) -> Iterator[ClusterContext]:
+    context = start(seeded)
     try:
         eventually(context.ready)
         yield context
@@ -101,22 +121,28 @@ def test_a_vm_without_a_vmi_gets_no_vmi_and_no_migrations(cluster: ClusterContex
     assert found.context.nads == frozenset({"default/new-fancy-net"})
 
 
-def test_lookups_make_no_api_call_once_synced(fake: FakeApiServer, cluster: ClusterContext) -> None:
-    fake.clear_requests()
-    for _ in range(200):
-        lookup(cluster)
-    time.sleep(0.3)
+def test_lookups_make_no_api_call_once_synced(fake: FakeApiServer) -> None:
+    """The fake's request log shows every call the caches make."""
+    context = start(fake)
+    try:
+        eventually(context.ready)
+        fake.clear_requests()
+        for _ in range(200):
+            lookup(context)
+        time.sleep(0.3)
+    finally:
+        context.stop()
     assert [r for r in fake.requests if r.verb != "watch"] == []
 
 
-def test_watch_events_keep_the_cache_current(fake: FakeApiServer, cluster: ClusterContext) -> None:
+def test_watch_events_keep_the_cache_current(seeded: Seeding, cluster: ClusterContext) -> None:
     extra = in_namespace(fixture("nad-new-fancy-net"))
     extra["metadata"]["name"] = "second-net"
-    fake.put(extra)
+    seeded.put(extra)
     eventually(lambda: "default/second-net" in (lookup(cluster).context.nads or ()))
-    fake.delete("kubevirt.io/v1", "VirtualMachineInstance", NAMESPACE, "vm-fedora")
+    seeded.delete("kubevirt.io/v1", "VirtualMachineInstance", NAMESPACE, "vm-fedora")
     eventually(lambda: lookup(cluster).context.vmi is None)
-    fake.delete("kubevirt.io/v1", "VirtualMachineInstanceMigration", NAMESPACE, "by-label")
+    seeded.delete("kubevirt.io/v1", "VirtualMachineInstanceMigration", NAMESPACE, "by-label")
     eventually(lambda: len(lookup(cluster).context.migrations) == 1)
 
 

@@ -1,4 +1,8 @@
-"""The real service with cluster context from the fake API server (`serve --kubeconfig`)."""
+"""The real service with cluster context from kube-apiserver (`serve --kubeconfig`).
+
+The fake API server remains for what a real one cannot show or do on cue: its
+request log (no API call on the hot path) and a slow first list.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import requests
 
 from tests.harness.admission_emulator import AdmissionEmulator, Outcome, Webhook
 from tests.harness.fake_apiserver import FakeApiServer
+from tests.kube.controlplane import ADMIN, ControlPlane
 from tests.webhook import service
 from tests.webhook.objects import NAMESPACE, fixture, hotplug_review, running, with_bridge_nics
 from tests.webhook.service import Service
@@ -33,11 +38,18 @@ def running_vmi() -> Object:
     return vmi
 
 
-def seeded(server: FakeApiServer) -> FakeApiServer:
+def context_objects() -> list[Object]:
+    """What the webhook reads from the cluster: a NetworkAttachmentDefinition and the VMI."""
     nad = fixture("nad-new-fancy-net")
     nad["metadata"]["namespace"] = NAMESPACE
-    server.put(nad)
-    server.put(running_vmi())
+    vmi = running_vmi()
+    vmi["metadata"]["namespace"] = NAMESPACE
+    return [nad, vmi]
+
+
+def seeded(server: FakeApiServer) -> FakeApiServer:
+    for obj in context_objects():
+        server.put(obj)
     return server
 
 
@@ -48,14 +60,35 @@ def metric(served: Service, name: str) -> float:
 
 
 @pytest.fixture(scope="module")
+def cluster(control_plane: ControlPlane) -> ControlPlane:
+    """kube-apiserver with KubeVirt's CRDs and the context objects in `default`."""
+    control_plane.install_crds()
+    for obj in context_objects():
+        name = obj["metadata"]["name"]
+        if control_plane.get(obj["apiVersion"], obj["kind"], name, namespace=NAMESPACE) is None:
+            control_plane.create(obj)
+    return control_plane
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, cluster: ControlPlane) -> Iterator[Service]:
+    tmp = tmp_path_factory.mktemp("cluster")
+    kubeconfig = cluster.kubeconfig(ADMIN)
+    with service.serving(tmp, args=("--kubeconfig", str(kubeconfig))) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
 def fake() -> Iterator[FakeApiServer]:
     with FakeApiServer(bookmark_interval=0.5) as server:
         yield seeded(server)
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, fake: FakeApiServer) -> Iterator[Service]:
-    tmp = tmp_path_factory.mktemp("cluster")
+def served_by_fake(
+    tmp_path_factory: pytest.TempPathFactory, fake: FakeApiServer
+) -> Iterator[Service]:
+    tmp = tmp_path_factory.mktemp("cluster-fake")
     kubeconfig = fake.write_kubeconfig(tmp / "kubeconfig")
     with service.serving(tmp, args=("--kubeconfig", str(kubeconfig))) as running:
         yield running
@@ -100,11 +133,11 @@ def test_offline_the_same_missing_nad_is_only_a_warning(offline: Service) -> Non
 
 
 def test_a_nad_created_later_is_seen_through_the_watch(
-    served: Service, fake: FakeApiServer
+    served: Service, cluster: ControlPlane
 ) -> None:
     nad = fixture("nad-new-fancy-net")
     nad["metadata"].update(namespace=NAMESPACE, name="late-net")
-    fake.put(nad)
+    cluster.create(nad)
     deadline = time.monotonic() + 10
     while not plug(served, "late-net").allowed:
         assert time.monotonic() < deadline
@@ -112,12 +145,19 @@ def test_a_nad_created_later_is_seen_through_the_watch(
 
 
 def test_reviews_make_no_api_call_once_the_caches_are_synced(
-    served: Service, fake: FakeApiServer
+    served_by_fake: Service, fake: FakeApiServer
 ) -> None:
+    """The fake's request log shows every call the webhook makes."""
+    deadline = time.monotonic() + 10
+    while metric(served_by_fake, "hotplug_guard_context_ready") != 1:  # every worker synced
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     fake.clear_requests()
-    with served.session() as session:
+    with served_by_fake.session() as session:
         for index in range(30):
-            answer = session.post(served.url("/validate"), json=hotplug_review(uid=f"hot-{index}"))
+            answer = session.post(
+                served_by_fake.url("/validate"), json=hotplug_review(uid=f"hot-{index}")
+            )
             assert answer.status_code == 200
     assert [r for r in fake.requests if r.verb != "watch"] == []
 
