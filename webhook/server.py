@@ -61,6 +61,10 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships no
 
         settings: dict[str, Any] = {
             "bind": [self._options.bind],
+            # each worker listens on its own SO_REUSEPORT socket and the kernel spreads new
+            # connections over them; on one shared socket, whichever worker wakes first
+            # accepts, and kube-apiserver's few long-lived connections can all land on one
+            "reuse_port": True,
             "workers": self._options.workers,
             "worker_class": "gthread",
             "threads": self._options.threads,

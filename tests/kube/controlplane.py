@@ -43,7 +43,7 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.kube import binaries, crds
-from tests.kube.pki import Authority, write_key
+from tests.kube.pki import Authority, Pair, write_key
 
 READY_SECONDS = 90.0
 STOP_SECONDS = 15.0
@@ -216,12 +216,12 @@ class ControlPlane:
 
     def raw(self, method: str, path: str) -> int | None:
         """One request as the admin, outside any client library; its status (None: no answer)."""
-        cert = self.pki / f"{ADMIN.name}.crt", self.pki / f"{ADMIN.name}.key"
+        admin = self.client_certificate(ADMIN)
         try:
             answer = requests.request(
                 method,
                 f"{self.url}{path}",
-                cert=(str(cert[0]), str(cert[1])),
+                cert=(str(admin.cert), str(admin.key)),
                 verify=str(self.ca_file),
                 timeout=5,
             )
@@ -261,11 +261,17 @@ class ControlPlane:
     def kubeconfig(self, user: User = ADMIN) -> Path:
         """A kubeconfig that authenticates as `user` with a client certificate."""
         if user not in self._kubeconfigs:
-            file_name = user.name.replace(":", "-")
-            pair = self._client_ca.client(file_name, user=user.name, groups=user.groups)
+            pair = self.client_certificate(user)
             credentials = {"client-certificate": str(pair.cert), "client-key": str(pair.key)}
-            self._kubeconfigs[user] = self._write_kubeconfig(file_name, credentials)
+            self._kubeconfigs[user] = self._write_kubeconfig(_file_name(user), credentials)
         return self._kubeconfigs[user]
+
+    def client_certificate(self, user: User = ADMIN) -> Pair:
+        """`user`'s client certificate and key (CN = name, O = groups), for any HTTP client."""
+        cert, key = self.pki / f"{_file_name(user)}.crt", self.pki / f"{_file_name(user)}.key"
+        if cert.is_file() and key.is_file():
+            return Pair(cert=cert, key=key)
+        return self._client_ca.client(_file_name(user), user=user.name, groups=user.groups)
 
     def token_kubeconfig(self, namespace: str, service_account: str) -> Path:
         """A kubeconfig with a real token of ServiceAccount `namespace/service_account`.
@@ -476,6 +482,10 @@ class ControlPlane:
     def delete_webhooks(self, created: Iterable[tuple[str, str]]) -> None:
         for kind, name in created:
             self.delete("admissionregistration.k8s.io/v1", kind, name)
+
+
+def _file_name(user: User) -> str:
+    return user.name.replace(":", "-")
 
 
 WEBHOOK_KINDS = frozenset({"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"})

@@ -72,6 +72,7 @@ class Release:
     kubeconfig: Path = field(init=False)
     server: Service | None = None
     webhooks: list[tuple[str, str]] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # for the containers' processes
 
     @property
     def base_url(self) -> str:
@@ -124,7 +125,7 @@ class Release:
             text=True,
             timeout=60,
             check=False,
-            env={**os.environ, "PYTHONPATH": str(service.REPO)},
+            env={**os.environ, "PYTHONPATH": str(service.REPO), **self.env},
         )
 
     def start_server(self) -> Service:
@@ -137,6 +138,7 @@ class Release:
             bare=True,
             port=self.port,
             ca=self.volume("tls") / "ca.crt",
+            env=self.env,
         )
         deadline = time.monotonic() + ACTIVE_SECONDS
         while self.metric("hotplug_guard_context_ready") != 1:
@@ -190,9 +192,17 @@ class Release:
 
 
 def deploy(
-    plane: ControlPlane, directory: Path, values: Mapping[str, Any] | None = None
+    plane: ControlPlane,
+    directory: Path,
+    values: Mapping[str, Any] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
 ) -> Release:
-    """Render, create and start a release (see the module documentation); `remove` undoes it."""
+    """Render, create and start a release (see the module documentation); `remove` undoes it.
+
+    `env` is added to the environment of the containers' processes (e.g. a
+    PYTHONPATH with another build of the engine).
+    """
     plane.install_crds()
     release_id = secrets.token_hex(3)
     scoped = {
@@ -211,6 +221,7 @@ def deploy(
         rendered=rendered,
         namespace=namespace,
         port=free_port(),
+        env=dict(env or {}),
     )
     for kind in RBAC_KINDS:
         for manifest in rendered.all(kind):
@@ -244,9 +255,13 @@ def remove(release: Release) -> None:
 
 @contextlib.contextmanager
 def deployed(
-    plane: ControlPlane, directory: Path, values: Mapping[str, Any] | None = None
+    plane: ControlPlane,
+    directory: Path,
+    values: Mapping[str, Any] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[Release]:
-    release = deploy(plane, directory, values)
+    release = deploy(plane, directory, values, env=env)
     try:
         yield release
     finally:
