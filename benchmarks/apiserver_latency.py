@@ -44,18 +44,25 @@ REPO = Path(__file__).resolve().parents[1]
 TARGET_P99 = 2.0
 CONFIGURATIONS = ("none", "webhooks", "compiled", "vap")
 VAP_LABEL = "hotplug-guard.bench/policy"
-PLUG = [
-    {
-        "op": "add",
-        "path": "/spec/template/spec/domain/devices/interfaces/-",
-        "value": {"name": "nic1", "bridge": {}},
-    },
-    {
-        "op": "add",
-        "path": "/spec/template/spec/networks/-",
-        "value": {"name": "nic1", "multus": {"networkName": "net1"}},
-    },
-]
+
+
+def plug(**interface: Any) -> str:
+    """The JSON patch of a hot plug of bridge NIC `nic1` on `net1`, with more `interface` fields."""
+    return json.dumps(
+        [
+            {
+                "op": "add",
+                "path": "/spec/template/spec/domain/devices/interfaces/-",
+                "value": {"name": "nic1", "bridge": {}, **interface},
+            },
+            {
+                "op": "add",
+                "path": "/spec/template/spec/networks/-",
+                "value": {"name": "nic1", "multus": {"networkName": "net1"}},
+            },
+        ]
+    )
+
 
 # The stateless subset, in CEL. What it cannot express is printed with the results.
 _INTERFACES = "spec.template.spec.domain.devices.interfaces"
@@ -187,13 +194,13 @@ def measure(
         session.cert = (str(alice.cert), str(alice.key))
         session.verify = str(plane.ca_file)
         session.headers["Content-Type"] = "application/json-patch+json"
-        body = json.dumps(PLUG)
+        body = plug()
         urls = {
             name: f"{plane.url}/apis/kubevirt.io/v1/namespaces/{namespace}/virtualmachines/fedora"
             f"?dryRun=All"
             for name, namespace in targets.items()
         }
-        e1000 = json.dumps([{**PLUG[0], "value": {**PLUG[0]["value"], "model": "e1000"}}, PLUG[1]])
+        e1000 = plug(model="e1000")
         for name, url in urls.items():
             # each configuration allows the update and is really in force: it denies an e1000
             for _ in range(args.warmup):
