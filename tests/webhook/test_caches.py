@@ -16,11 +16,12 @@ import pytest
 from tests.harness.fake_apiserver import FakeApiServer
 from tests.kube.controlplane import ControlPlane
 from tests.kube.seeding import Seeding
-from tests.webhook.objects import NAMESPACE, fixture
+from tests.webhook.objects import fixture
 from webhook.caches import ClusterContext
 from webhook.context import ContextState
 
 Object = dict[str, Any]
+NAMESPACE = "caches"  # a namespace of its own: the control plane is shared by all tests
 KUBEVIRT: Object = {
     "apiVersion": "kubevirt.io/v1",
     "kind": "KubeVirt",
@@ -55,7 +56,7 @@ def migration(name: str, *, vmi: str | None = None, label: str | None = None) ->
 
 
 def seed(server: Seeding | FakeApiServer) -> None:
-    server.put(fixture("vmi-status-hotplug-pending"))
+    server.put(in_namespace(fixture("vmi-status-hotplug-pending")))
     server.put(in_namespace(fixture("nad-new-fancy-net")))
     server.put(KUBEVIRT)
     server.put(in_namespace(fixture("vmim-manual-migration")))
@@ -105,7 +106,7 @@ def test_a_synced_cache_builds_the_vm_context_from_vmi_nads_kubevirt_and_migrati
     assert found.state is ContextState.SYNCED
     assert found.context.vmi is not None
     assert found.context.vmi["metadata"]["name"] == "vm-fedora"
-    assert found.context.nads == frozenset({"default/new-fancy-net"})
+    assert nads_here(found) == {f"{NAMESPACE}/new-fancy-net"}
     assert found.context.kubevirt is not None
     assert found.context.kubevirt["metadata"]["name"] == "kubevirt"
     assert sorted(m["metadata"]["name"] for m in found.context.migrations) == [
@@ -118,7 +119,12 @@ def test_a_vm_without_a_vmi_gets_no_vmi_and_no_migrations(cluster: ClusterContex
     found = lookup(cluster, "vm-stopped")
     assert found.context.vmi is None
     assert found.context.migrations == ()
-    assert found.context.nads == frozenset({"default/new-fancy-net"})
+    assert nads_here(found) == {f"{NAMESPACE}/new-fancy-net"}
+
+
+def nads_here(found: Any) -> set[str]:
+    """The NADs the context knows in this test's namespace (it knows every namespace's)."""
+    return {nad for nad in found.context.nads if nad.startswith(f"{NAMESPACE}/")}
 
 
 def test_lookups_make_no_api_call_once_synced(fake: FakeApiServer) -> None:
@@ -139,7 +145,7 @@ def test_watch_events_keep_the_cache_current(seeded: Seeding, cluster: ClusterCo
     extra = in_namespace(fixture("nad-new-fancy-net"))
     extra["metadata"]["name"] = "second-net"
     seeded.put(extra)
-    eventually(lambda: "default/second-net" in (lookup(cluster).context.nads or ()))
+    eventually(lambda: f"{NAMESPACE}/second-net" in (lookup(cluster).context.nads or ()))
     seeded.delete("kubevirt.io/v1", "VirtualMachineInstance", NAMESPACE, "vm-fedora")
     eventually(lambda: lookup(cluster).context.vmi is None)
     seeded.delete("kubevirt.io/v1", "VirtualMachineInstanceMigration", NAMESPACE, "by-label")
@@ -154,7 +160,7 @@ def test_an_expired_watch_relists_and_keeps_serving(fake: FakeApiServer) -> None
         added = in_namespace(fixture("nad-new-fancy-net"))
         added["metadata"]["name"] = "after-relist"
         fake.put(added)
-        eventually(lambda: "default/after-relist" in (lookup(context).context.nads or ()))
+        eventually(lambda: f"{NAMESPACE}/after-relist" in (lookup(context).context.nads or ()))
         eventually(
             lambda: (
                 len(
@@ -197,7 +203,7 @@ def test_a_lookup_waits_for_syncing_caches_only_until_its_deadline(fake: FakeApi
         assert 0.4 < elapsed < 1.5
         assert not context.ready()
         eventually(context.ready)
-        assert lookup(context).context.nads == frozenset({"default/new-fancy-net"})
+        assert lookup(context).context.nads == frozenset({f"{NAMESPACE}/new-fancy-net"})
     finally:
         context.stop()
 
@@ -207,7 +213,7 @@ def test_a_resource_the_api_server_does_not_serve_counts_as_synced_and_empty() -
 
     without_nads = [r for r in DEFAULT_RESOURCES if r.plural != "network-attachment-definitions"]
     with FakeApiServer(resources=without_nads) as server:
-        server.put(fixture("vmi-status-hotplug-pending"))
+        server.put(in_namespace(fixture("vmi-status-hotplug-pending")))
         context = start(server)
         try:
             eventually(context.ready)
