@@ -44,6 +44,7 @@ from benchmarks import engine_build
 from benchmarks.webhook_bodies import four_nic_update_bytes
 from certs import ensure_local
 from policy import PolicyConfig, Verdict
+from tests.webhook.service import ESTABLISHED, child_pids, sockets_held, tcp_sockets
 from webhook.logs import configure
 from webhook.server import ServerOptions, serve
 from webhook.tls import ServingContext
@@ -371,32 +372,9 @@ def measure(
 
 def connections_per_worker(master: int, port: int) -> tuple[int, ...]:
     """Established connections to `port` held by each of the master's workers, most first."""
-    established = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table, encoding="ascii") as rows:
-            next(rows)
-            for row in rows:
-                fields = row.split()
-                local_port = int(fields[1].rsplit(":", 1)[1], 16)
-                if fields[3] == "01" and local_port == port:
-                    established.add(f"socket:[{fields[9]}]")
-    counts = []
-    for pid in children(master):
-        with contextlib.suppress(OSError):
-            descriptors = Path(f"/proc/{pid}/fd").iterdir()
-            counts.append(sum(os.readlink(fd) in established for fd in descriptors))
+    established = tcp_sockets(port, ESTABLISHED)
+    counts = (sockets_held(worker, established) for worker in child_pids(master))
     return tuple(sorted(counts, reverse=True))
-
-
-def children(master: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                stat = (entry / "stat").read_text()
-                if int(stat[stat.rindex(")") + 2 :].split()[1]) == master:
-                    found.append(int(entry.name))
-    return found
 
 
 def cpu_seconds(master: int) -> float:

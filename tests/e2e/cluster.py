@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.kube import kubevirt
-from tests.kube.controlplane import ADMIN, ALICE, ControlPlane, User
+from tests.kube.controlplane import ALICE, ControlPlane, User
 from tests.kube.release import Release
 
 EDITOR = Path(__file__).with_name("editor.py")
@@ -94,6 +94,3 @@ class Cluster:
         return self.kubectl(
             "edit", "vm", name, env={"KUBE_EDITOR": editor, "EDIT": json.dumps(edit)}
         )
-
-    def as_admin(self) -> User:
-        return ADMIN

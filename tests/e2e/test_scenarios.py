@@ -8,6 +8,7 @@ from pathlib import Path
 from tests.e2e.cluster import Cluster, interfaces, plug_ops
 from tests.kube import release
 from tests.kube.controlplane import ControlPlane, free_port
+from tests.kube.release import Release
 
 REMOVE_NIC1 = [
     {"op": "test", "path": "/spec/template/spec/domain/devices/interfaces/1/name", "value": "nic1"},
@@ -38,16 +39,22 @@ def test_a_masquerade_nic_is_denied_by_plug_binding(cluster: Cluster) -> None:
     assert "use 'bridge: {}'" in done.stderr
 
 
+def without_mutating_webhook(plane: ControlPlane, guard: Release) -> Cluster:
+    """A running VM with bridge NIC `nic1`; the release's mutating configuration deleted."""
+    cluster = Cluster(plane, guard, guard.namespace_for_tests("half"))
+    cluster.nad("net1")
+    cluster.running_vm("fedora", secondary=(("nic1", "net1"),))
+    mutating = [w for w in guard.webhooks if w[0] == "MutatingWebhookConfiguration"]
+    plane.delete_webhooks(mutating)
+    guard.webhooks = [w for w in guard.webhooks if w not in mutating]
+    return cluster
+
+
 def test_without_the_mutating_webhook_validation_denies_a_plain_removal(
     control_plane: ControlPlane, tmp_path: Path
 ) -> None:
     with release.deployed(control_plane, tmp_path) as guard:
-        cluster = Cluster(control_plane, guard, guard.namespace_for_tests("validating-only"))
-        cluster.nad("net1")
-        cluster.running_vm("fedora", secondary=(("nic1", "net1"),))
-        mutating = [w for w in guard.webhooks if w[0] == "MutatingWebhookConfiguration"]
-        control_plane.delete_webhooks(mutating)
-        guard.webhooks = [w for w in guard.webhooks if w not in mutating]
+        cluster = without_mutating_webhook(control_plane, guard)
         done = denied_removal(cluster)
     assert "hotplug-guard: plain-removal: " in done
     assert "set state: absent" in done
@@ -58,12 +65,7 @@ def test_an_unreachable_mutating_webhook_fails_open_and_validation_still_guards(
     control_plane: ControlPlane, tmp_path: Path
 ) -> None:
     with release.deployed(control_plane, tmp_path) as guard:
-        cluster = Cluster(control_plane, guard, guard.namespace_for_tests("mutating-down"))
-        cluster.nad("net1")
-        cluster.running_vm("fedora", secondary=(("nic1", "net1"),))
-        mutating = [w for w in guard.webhooks if w[0] == "MutatingWebhookConfiguration"]
-        control_plane.delete_webhooks(mutating)
-        guard.webhooks = [w for w in guard.webhooks if w not in mutating]
+        cluster = without_mutating_webhook(control_plane, guard)
         nowhere = f"https://127.0.0.1:{free_port()}"
         guard.webhooks += control_plane.register_webhooks(
             guard.rendered.all("MutatingWebhookConfiguration"), base_url=nowhere, ca_bundle=None

@@ -29,6 +29,44 @@ def free_port() -> int:
         return port
 
 
+def child_pids(parent: int) -> frozenset[int]:
+    """PIDs of the live child processes of `parent`."""
+    children = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            stat = (entry / "stat").read_text()
+            # the command may contain spaces and parentheses: the ppid follows the last ')'
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if int(fields[1]) == parent and fields[0] != "Z":
+                children.add(int(entry.name))
+    return frozenset(children)
+
+
+LISTEN, ESTABLISHED = "0A", "01"  # TCP states as /proc/net/tcp writes them
+
+
+def tcp_sockets(port: int, state: str) -> frozenset[str]:
+    """The TCP sockets on local `port` in `state`, named as /proc/PID/fd links them."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table, encoding="ascii") as rows:
+            next(rows)
+            for row in rows:
+                fields = row.split()
+                if fields[3] == state and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    found.add(f"socket:[{fields[9]}]")
+    return frozenset(found)
+
+
+def sockets_held(pid: int, sockets: frozenset[str]) -> int:
+    """How many of `sockets` process `pid` has open (0 when it is gone)."""
+    with contextlib.suppress(OSError):
+        return sum(os.readlink(fd) in sockets for fd in Path(f"/proc/{pid}/fd").iterdir())
+    return 0
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Service:
     """A started `hotplug-guard serve`, reachable at `base_url`, trusted through `ca`."""
@@ -55,17 +93,7 @@ class Service:
 
     def worker_pids(self) -> frozenset[int]:
         """PIDs of the gunicorn workers (the master's children)."""
-        children = set()
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            with contextlib.suppress(OSError):
-                stat = (entry / "stat").read_text()
-                # the command may contain spaces and parentheses: the ppid follows the last ')'
-                fields = stat[stat.rindex(")") + 2 :].split()
-                if int(fields[1]) == self.process.pid and fields[0] != "Z":
-                    children.add(int(entry.name))
-        return frozenset(children)
+        return child_pids(self.process.pid)
 
     def log_lines(self) -> list[str]:
         return self.stderr.read_text(encoding="utf-8", errors="replace").splitlines()

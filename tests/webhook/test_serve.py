@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import http.client
 import json
 import os
@@ -216,35 +215,10 @@ def test_a_bad_bind_address_is_a_usage_error(tmp_path: Path) -> None:
         service.start(tmp_path, args=("--bind", "nowhere"), bare=True, port=1)
 
 
-def listening_sockets(port: int) -> set[int]:
-    """Inodes of the TCP sockets listening on `port` (from /proc/net/tcp)."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table, encoding="ascii") as rows:
-            next(rows)
-            for row in rows:
-                fields = row.split()
-                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                    inodes.add(int(fields[9]))
-    return inodes
-
-
-def socket_owners(inodes: set[int]) -> dict[int, int]:
-    """Which process holds each socket: inode -> pid."""
-    owners = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            for fd in (entry / "fd").iterdir():
-                target = os.readlink(fd)
-                if target.startswith("socket:[") and int(target[8:-1]) in inodes:
-                    owners[int(target[8:-1])] = int(entry.name)
-    return owners
-
-
 def test_each_worker_accepts_on_its_own_socket(served: Service) -> None:
     """The kernel spreads connections over the workers (SO_REUSEPORT), none waits on a busy one."""
-    owners = socket_owners(listening_sockets(served.port))
-    assert sorted(owners.values()) == sorted(served.worker_pids())
-    assert served.process.pid not in owners.values()
+    listening = service.tcp_sockets(served.port, service.LISTEN)
+    assert len(listening) == len(served.worker_pids()) == 2
+    for worker in served.worker_pids():
+        assert service.sockets_held(worker, listening) == 1
+    assert service.sockets_held(served.process.pid, listening) == 0
