@@ -7,8 +7,9 @@ from pathlib import Path
 
 from tests.e2e.cluster import Cluster, interfaces, plug_ops
 from tests.kube import release
-from tests.kube.controlplane import ControlPlane, free_port
+from tests.kube.controlplane import ControlPlane
 from tests.kube.release import Release
+from tests.webhook.service import free_port
 
 REMOVE_NIC1 = [
     {"op": "test", "path": "/spec/template/spec/domain/devices/interfaces/1/name", "value": "nic1"},

@@ -27,10 +27,9 @@ import ctypes
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.kube import binaries, crds
 from tests.kube.pki import Authority, Pair, write_key
+from tests.webhook.service import free_port
 
 READY_SECONDS = 90.0
 STOP_SECONDS = 15.0
@@ -88,14 +88,6 @@ VM_EDITOR_ROLE: Manifest = {
         },
     ],
 }
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass(slots=True)
@@ -242,7 +234,7 @@ class ControlPlane:
             )
         self._processes.append(_Process(name=name, popen=popen, log=log))
 
-    def _wait(self, name: str, ready: Any) -> None:
+    def _wait(self, name: str, ready: Callable[[], bool]) -> None:
         process = next(p for p in self._processes if p.name == name)
         deadline = time.monotonic() + READY_SECONDS
         while time.monotonic() < deadline:

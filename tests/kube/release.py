@@ -35,10 +35,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.chart.manifests import Release as Rendered
 from tests.chart.manifests import render
-from tests.kube.controlplane import ControlPlane, free_port
+from tests.kube.controlplane import ControlPlane
 from tests.kube.kubevirt import virtual_machine
 from tests.webhook import service
-from tests.webhook.service import Service
+from tests.webhook.service import Service, free_port
 
 SELECTOR_KEY = "hotplug-guard.test/release"
 RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
