@@ -51,13 +51,22 @@ class HotplugRequest(Value):
 
 @final
 class Ledger(Value):
-    """Interfaces hot plugged during the VMI run `vmi` (reset on restart)."""
+    """Interfaces hot plugged during the VMI run `vmi` (reset on restart).
 
-    FIELDS = ("vmi", "interfaces")
+    `booted`: interfaces the VMI had when it booted, recorded by the first request
+    of the run (None when not recorded). KubeVirt drops unplugged interfaces from
+    the VMI spec, but their PCIe ports stay free for the whole run, so the count
+    cannot be taken from the VMI later.
+    """
 
-    def __init__(self, *, vmi: str = "", interfaces: tuple[str, ...] = ()) -> None:
+    FIELDS = ("vmi", "interfaces", "booted")
+
+    def __init__(
+        self, *, vmi: str = "", interfaces: tuple[str, ...] = (), booted: int | None = None
+    ) -> None:
         self.vmi: Final = vmi
         self.interfaces: Final = interfaces
+        self.booted: Final = booted
 
 
 @final
@@ -106,7 +115,8 @@ def render_request(request: HotplugRequest) -> str:
 
 
 def render_ledger(ledger: Ledger) -> str:
-    return f'{{"vmi":{_quote(ledger.vmi)},"interfaces":{_list(ledger.interfaces)}}}'
+    booted = "" if ledger.booted is None else f',"booted":{ledger.booted}'
+    return f'{{"vmi":{_quote(ledger.vmi)},"interfaces":{_list(ledger.interfaces)}{booted}}}'
 
 
 def _list(names: Iterable[str]) -> str:
@@ -132,7 +142,14 @@ def parse_ledger(text: object) -> Ledger | None:
     vmi = data.get("vmi")
     if not isinstance(vmi, str):
         return None
-    return Ledger(vmi=vmi, interfaces=_names(data.get("interfaces")))
+    booted = data.get("booted")
+    return Ledger(
+        vmi=vmi,
+        interfaces=_names(data.get("interfaces")),
+        booted=booted
+        if isinstance(booted, int) and not isinstance(booted, bool) and booted >= 0
+        else None,
+    )
 
 
 def parse_status(text: object) -> HotplugStatus | None:
