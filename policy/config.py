@@ -20,6 +20,7 @@ KUBEVIRT_CONTROLLERS: tuple[str, ...] = (
     "system:serviceaccount:openshift-cnv:kubevirt-controller",
 )
 PRODUCT_CONTROLLER = "system:serviceaccount:hotplug-guard:hotplug-guard-controller"
+AUTO = "auto"
 
 
 _E = TypeVar("_E", bound=enum.StrEnum)
@@ -84,7 +85,7 @@ class PolicyConfig:
 
     rules: Mapping[str, Action] = field(default_factory=_default_actions)
     exemptions: Exemptions = Exemptions()
-    hotplug_slots: int = 4
+    hotplug_slots: int | None = None  # None: "auto", the ports KubeVirt reserved
     root_complex_spare_slots: int = 1
     pci_slots: int = 32
     on_plain_removal: OnPlainRemoval = OnPlainRemoval.CONVERT
@@ -135,8 +136,9 @@ def parse_config(data: object, *, base: PolicyConfig | None = None) -> PolicyCon
         changes["rules"] = _parse_rules(data["rules"], config.rules)
     if "exemptions" in data:
         changes["exemptions"] = _parse_exemptions(data["exemptions"], config.exemptions)
+    if "hotplugSlots" in data:
+        changes["hotplug_slots"] = _parse_slots(data["hotplugSlots"])
     for key, attr, minimum in (
-        ("hotplugSlots", "hotplug_slots", 0),
         ("rootComplexSpareSlots", "root_complex_spare_slots", 0),
         ("pciSlots", "pci_slots", 1),
     ):
@@ -170,7 +172,7 @@ def render_config(config: PolicyConfig) -> dict[str, Any]:
             "groups": sorted(config.exemptions.groups),
             "namespaces": sorted(config.exemptions.namespaces),
         },
-        "hotplugSlots": config.hotplug_slots,
+        "hotplugSlots": AUTO if config.hotplug_slots is None else config.hotplug_slots,
         "rootComplexSpareSlots": config.root_complex_spare_slots,
         "pciSlots": config.pci_slots,
         "onPlainRemoval": config.on_plain_removal.value,
@@ -212,6 +214,14 @@ def _parse_exemptions(data: object, current: Exemptions) -> Exemptions:
             raise ConfigError(("exemptions", key), "must be a list of strings")
         changes[key] = frozenset(values)
     return replace(current, **changes)
+
+
+def _parse_slots(value: object) -> int | None:
+    if value == AUTO:
+        return None
+    if isinstance(value, str):
+        raise ConfigError(("hotplugSlots",), f"must be auto or an integer, got {value!r}")
+    return _parse_int(value, ("hotplugSlots",), minimum=0)
 
 
 def _parse_int(value: object, path: tuple[str, ...], *, minimum: int) -> int:

@@ -16,6 +16,7 @@ from policy.annotations import (
     render_request,
     request_id,
 )
+from policy.capacity import recorded_boot_count
 from policy.catalogue import ORDER, RuleId
 from policy.changes import NO_CHANGES, Changes, diff
 from policy.config import OnPlainRemoval, PolicyConfig
@@ -23,7 +24,7 @@ from policy.instances import Instance, parse_instance
 from policy.mutations import annotation_ops, convert_removals, guarded_keys, set_model_ops
 from policy.review import UNKNOWN_CONTEXT, Context, Mode, Operation, Review
 from policy.specrules import check_spec
-from policy.transitions import RULES, Situation, removal_eligible
+from policy.transitions import RULES, Situation, notes, removal_eligible
 from policy.verdicts import Action, Cause, CauseType, Finding, PatchOp, Verdict
 from policy.views import Spec, VirtualMachine, parse_spec, parse_vm
 
@@ -125,6 +126,7 @@ def evaluate(
                 if action is not Action.OFF:
                     _collect(findings, action, check(situation))
         warnings.extend(_unknowns(situation))
+        warnings.extend(notes(situation))
 
     return _verdict(findings, warnings, ops if mutate else [])
 
@@ -192,11 +194,11 @@ def _desired_annotations(
     )
     previous = parse_ledger(old.annotations.get(LEDGER)) or NO_LEDGER
     run = vmi.uid if vmi is not None and vmi.uid else previous.vmi
-    kept = previous.interfaces if previous.vmi == run else ()
+    this_run = previous if previous.vmi == run else Ledger(vmi=run)
     present = {iface.name for iface in spec.interfaces if not iface.absent}
-    names = [name for name in kept if name in present]
+    names = [name for name in this_run.interfaces if name in present]
     names.extend(name for name in request.plug if name not in names)
-    ledger = Ledger(vmi=run, interfaces=tuple(names))
+    ledger = Ledger(vmi=run, interfaces=tuple(names), booted=recorded_boot_count(vmi, this_run))
     return {REQUEST: render_request(request), LEDGER: render_ledger(ledger)}
 
 

@@ -35,12 +35,23 @@ def test_request_renders_as_compact_json(
     assert parse_request(text) == request
 
 
-@given(vmi=st.text(max_size=20), interfaces=names)
-def test_ledger_renders_as_compact_json(vmi: str, interfaces: tuple[str, ...]) -> None:
-    ledger = Ledger(vmi=vmi, interfaces=interfaces)
+@given(vmi=st.text(max_size=20), interfaces=names, booted=st.none() | st.integers(0, 300))
+def test_ledger_renders_as_compact_json(
+    vmi: str, interfaces: tuple[str, ...], booted: int | None
+) -> None:
+    ledger = Ledger(vmi=vmi, interfaces=interfaces, booted=booted)
     text = render_ledger(ledger)
-    assert text == compact({"vmi": vmi, "interfaces": list(interfaces)})
+    data: dict[str, object] = {"vmi": vmi, "interfaces": list(interfaces)}
+    if booted is not None:
+        data["booted"] = booted
+    assert text == compact(data)
     assert parse_ledger(text) == ledger
+
+
+def test_a_ledger_without_a_valid_boot_count_reads_as_not_recorded() -> None:
+    for booted in ("5", -1, True, 2.0, None):
+        text = compact({"vmi": "u", "interfaces": ["a"], "booted": booted})
+        assert parse_ledger(text) == Ledger(vmi="u", interfaces=("a",))
 
 
 @given(uid=st.text(max_size=20), pairs=st.lists(st.tuples(st.text(max_size=8), st.booleans())))

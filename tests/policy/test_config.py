@@ -20,6 +20,15 @@ def test_render_round_trips() -> None:
     assert parse_config(render_config(config)) == config
 
 
+def test_hotplug_slots_default_to_auto_and_take_a_number_as_site_policy() -> None:
+    assert PolicyConfig().hotplug_slots is None
+    assert render_config(PolicyConfig())["hotplugSlots"] == "auto"
+    assert parse_config({"hotplugSlots": 6}).hotplug_slots == 6
+    assert parse_config({"hotplugSlots": 6}).with_overrides({"hotplugSlots": "auto"}) == (
+        PolicyConfig()
+    )
+
+
 def test_unquoted_yaml_off_switches_a_rule_off() -> None:
     config = parse_config(yaml.safe_load("rules:\n  restart-required: off\n"))
     assert config.action(RuleId.RESTART_REQUIRED) is Action.OFF
@@ -39,7 +48,8 @@ def test_overrides_keep_other_defaults() -> None:
         ({"rules": {"nope": "warn"}}, ("rules", "nope"), "unknown rule"),
         ({"rules": {"plug-model": "block"}}, ("rules", "plug-model"), "must be one of"),
         ({"rules": {"plug-model": True}}, ("rules", "plug-model"), "got bool"),
-        ({"hotplugSlots": "4"}, ("hotplugSlots",), "must be an integer"),
+        ({"hotplugSlots": "4"}, ("hotplugSlots",), "must be auto or an integer, got '4'"),
+        ({"hotplugSlots": 4.5}, ("hotplugSlots",), "must be an integer"),
         ({"pciSlots": 0}, ("pciSlots",), "at least 1"),
         ({"allowSriovPlug": "yes"}, ("allowSriovPlug",), "true or false"),
         ({"exemptions": {"users": []}}, ("exemptions", "users"), "unknown key"),
