@@ -128,11 +128,28 @@ def reserve(
         placeholders = max(0, slot_total - interfaces)
     else:
         placeholders = v1_placeholders(interfaces=interfaces, root_complex=root_complex)
+    extra = extra_root_ports(
+        memory=memory,
+        ports_in_use=ports_in_use,
+        placeholders=placeholders,
+        root_complex=root_complex,
+    )
+    return Reservation(placeholders=placeholders, extra=extra)
+
+
+def extra_root_ports(
+    *, memory: int, ports_in_use: int, placeholders: int, root_complex: bool
+) -> int:
+    """Formula v3's bare root ports (`calculateExtraControllerCount`, capped as
+    `appendPCIeRootPortControllers` caps them).
+
+    They take the bus indexes after the root ports libvirt gave the devices and
+    placeholders (one each, from index 1; an estimate, libvirt may need fewer) and
+    stop at index 31.
+    """
     desired = v2_free_ports(memory=memory, ports_in_use=ports_in_use, root_complex=root_complex)
-    # The extra root ports take the bus indexes after those libvirt gave the devices
-    # and placeholders (one root port each) and stop at index 31.
     room = max(0, MAX_PCI_BUS_INDEX - (ports_in_use + placeholders))
-    return Reservation(placeholders=placeholders, extra=min(max(0, desired - placeholders), room))
+    return min(max(0, desired - placeholders), room)
 
 
 def slot_count(annotations: Mapping[str, Any]) -> int | None:

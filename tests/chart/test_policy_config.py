@@ -116,6 +116,9 @@ def test_schema_enums_are_the_engine_enums() -> None:
     [
         {"hotplugSlots": 0},
         {"hotplugSlots": -1},
+        {"hotplugSlots": "auto"},
+        {"hotplugSlots": "many"},
+        {"rules": {"kubevirt-release": "warn"}},
         {"rootComplexSpareSlots": 0},
         {"rootComplexSpareSlots": -1},
         {"pciSlots": 1},
