@@ -135,11 +135,12 @@ def measure(
     formula, basis = _formula(vmi, release, frozen=slot_total is not None)
     booted = boot_count(vmi, boot_spec, ledger)
     skip = vmi.hotplugged_volumes if vmi is not None else frozenset()
+    v1 = formula is Formula.V1  # needs neither memory nor devices
     reservation = reserve(
         formula,
         interfaces=booted,
-        memory=guest_memory(boot_spec) or 0,
-        ports_in_use=count_pci_devices(boot_spec, interfaces=booted, skip_disks=skip),
+        memory=0 if v1 else guest_memory(boot_spec) or 0,
+        ports_in_use=0 if v1 else count_pci_devices(boot_spec, interfaces=booted, skip_disks=skip),
         slot_total=slot_total,
         root_complex=root_complex,
     )

@@ -9,13 +9,12 @@ instead of assuming one.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Final, final
 
 from policy.values import Value
 from policy.views import mapping, text
 
-VERSION = re.compile(r"v?([0-9]{1,6})\.([0-9]{1,6})(?:\.([0-9]{1,6}))?")
+MAX_DIGITS = 6
 DEFAULT_NETWORK_INTERFACE = "bridge"  # KubeVirt's virt-config default
 HOTPLUG_NICS_GATE = "HotplugNICs"
 NAD_SWAP_GATE = "LiveUpdateNADRef"
@@ -30,10 +29,24 @@ def parse_version(value: object) -> tuple[int, int, int] | None:
     """
     if not isinstance(value, str):
         return None
-    match = VERSION.match(value.strip())
-    if match is None:
+    parts = value.strip().removeprefix("v").split(".", 2)
+    if len(parts) < 2 or not (parts[0].isascii() and parts[0].isdigit()):
         return None
-    return (int(match.group(1)), int(match.group(2)), int(match.group(3) or 0))
+    minor = _leading_number(parts[1])
+    patch = _leading_number(parts[2]) if len(parts) == 3 else 0
+    if minor is None or patch is None or len(parts[0]) > MAX_DIGITS:
+        return None
+    return (int(parts[0]), minor, patch)
+
+
+def _leading_number(text: str) -> int | None:
+    """The number `text` starts with (`0` of `0-rc.1`); None when it starts otherwise."""
+    end = 0
+    while end < len(text) and end < MAX_DIGITS and "0" <= text[end] <= "9":
+        end += 1
+    if end == 0 or (end < len(text) and "0" <= text[end] <= "9"):
+        return None
+    return int(text[:end])
 
 
 @final
@@ -75,26 +88,46 @@ UNKNOWN_RELEASE = Release(version=None)
 
 
 class Cluster:
-    """The KubeVirt CR as the rules read it; every field has KubeVirt's default when unset."""
+    """The KubeVirt CR as the rules read it; every field has KubeVirt's default when unset.
+
+    Everything is read on first use: many requests need none of it.
+    """
 
     def __init__(self, raw: dict[str, Any] | None) -> None:
-        cr = mapping(raw)
         self.known = raw is not None
-        spec = mapping(cr.get("spec"))
-        configuration = mapping(spec.get("configuration"))
-        network = mapping(configuration.get("network"))
-        developer = mapping(configuration.get("developerConfiguration"))
-        workloads = mapping(spec.get("workloadUpdateStrategy"))
-        version = parse_version(mapping(cr.get("status")).get("observedKubeVirtVersion"))
-        self.release = Release(version=version) if version is not None else UNKNOWN_RELEASE
-        self.feature_gates = _strings(developer.get("featureGates"))
-        self.default_interface = (
-            text(network.get("defaultNetworkInterface")) or DEFAULT_NETWORK_INTERFACE
-        )
-        self.permit_bridge_on_pod_network = (
-            network.get("permitBridgeInterfaceOnPodNetwork") is not False
-        )
-        self.workload_update_methods = _strings(workloads.get("workloadUpdateMethods"))
+        self._cr = mapping(raw)
+        self._release: Release | None = None
+
+    @property
+    def release(self) -> Release:
+        """The release in `status.observedKubeVirtVersion`."""
+        if self._release is None:
+            status = mapping(self._cr.get("status"))
+            version = parse_version(status.get("observedKubeVirtVersion"))
+            self._release = UNKNOWN_RELEASE if version is None else Release(version=version)
+        return self._release
+
+    def _configuration(self, key: str) -> dict[str, Any]:
+        return mapping(mapping(mapping(self._cr.get("spec")).get("configuration")).get(key))
+
+    @property
+    def feature_gates(self) -> frozenset[str]:
+        return _strings(self._configuration("developerConfiguration").get("featureGates"))
+
+    @property
+    def default_interface(self) -> str:
+        """The binding of the pod interface KubeVirt adds by itself."""
+        network = self._configuration("network")
+        return text(network.get("defaultNetworkInterface")) or DEFAULT_NETWORK_INTERFACE
+
+    @property
+    def permit_bridge_on_pod_network(self) -> bool:
+        return self._configuration("network").get("permitBridgeInterfaceOnPodNetwork") is not False
+
+    @property
+    def workload_update_methods(self) -> frozenset[str]:
+        strategy = mapping(mapping(self._cr.get("spec")).get("workloadUpdateStrategy"))
+        return _strings(strategy.get("workloadUpdateMethods"))
 
 
 def parse_cluster(kubevirt: object) -> Cluster:

@@ -236,13 +236,18 @@ def parse_quantity(value: object) -> int | None:
         return value if value >= 0 else None
     if not isinstance(value, str):
         return None
-    match = QUANTITY.fullmatch(value.strip())
+    text = value.strip()
+    digits, binary = (text[:-2], BINARY_SUFFIXES.get(text[-2:])) if text[-1:] == "i" else (text, 0)
+    if binary is not None and digits.isascii() and digits.isdigit() and len(digits) <= 18:
+        return int(digits) << (10 * binary)  # the common case: `4Gi`, `1024`
+    match = QUANTITY.fullmatch(text)
     if match is None:
         return None
-    number = Fraction(match.group(1))
-    suffix = match.group(2) or ""
-    if suffix in BINARY_SUFFIXES:
-        number *= 1024 ** BINARY_SUFFIXES[suffix]
+    digits, suffix = match.group(1), match.group(2) or ""
+    binary = BINARY_SUFFIXES.get(suffix)
+    number = Fraction(digits)
+    if binary is not None:
+        number *= 1024**binary
     elif suffix in DECIMAL_SUFFIXES:
         number *= Fraction(10) ** DECIMAL_SUFFIXES[suffix]
     elif suffix:

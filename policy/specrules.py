@@ -14,7 +14,7 @@ from typing import Any
 
 from policy import paths
 from policy.catalogue import RuleId
-from policy.cluster import Cluster, Release, parse_cluster
+from policy.cluster import Cluster, parse_cluster
 from policy.verdicts import Cause, CauseType
 from policy.views import ABSENT, Binding, Interface, Spec
 
@@ -59,17 +59,16 @@ def check_spec(
     Where releases differ, the rules of the release in the KubeVirt CR apply; when
     it is unknown, the newest ones (the strictest on bindings: exactly one).
     """
-    cluster = parse_cluster(kubevirt)
-    release = cluster.release
+    cluster = parse_cluster(kubevirt)  # read only by the rules that differ by release
     for shape in spec.shapes:
         yield _cause(CauseType.INVALID, shape.field, f"must be {_article(shape.expected)}")
     yield from _network_sources(spec)
-    yield from _states(spec, release)
+    yield from _states(spec, cluster)
     yield from _bindings(spec, cluster)
     yield from _unique_networks(spec)
     yield from _pairing(spec)
     yield from _formats(spec)
-    if creating and not release.before(3):
+    if creating and not cluster.release.before(3):
         yield from _discontinued(spec)
 
 
@@ -112,13 +111,13 @@ def _network_sources(spec: Spec) -> Iterator[Cause]:
             break
 
 
-def _states(spec: Spec, release: Release) -> Iterator[Cause]:
+def _states(spec: Spec, cluster: Cluster) -> Iterator[Cause]:
     default = next((net.name for net in spec.networks if net.default), None)
-    link_states = not release.before(5)  # up and down arrived in v1.5
-    states = STATES if link_states else STATES_BEFORE_V1_5
     for iface in spec.interfaces:
         if not iface.state:
             continue  # the common case: nothing to check, no field path to build
+        link_states = not cluster.release.before(5)  # up and down arrived in v1.5
+        states = STATES if link_states else STATES_BEFORE_V1_5
         field = paths.interface(iface.position, "state")
         if iface.state not in states:
             yield _cause(
@@ -149,10 +148,10 @@ def _states(spec: Spec, release: Release) -> Iterator[Cause]:
 
 def _bindings(spec: Spec, cluster: Cluster) -> Iterator[Cause]:
     networks = spec.networks_by_name
-    permit_pod_bridge = cluster.permit_bridge_on_pod_network
-    release = cluster.release
     for iface in spec.interfaces:
-        yield from _binding_count(iface, release)
+        cause = _binding_count(iface, cluster)
+        if cause is not None:
+            yield cause
         net = networks.get(iface.name)
         if Binding.MASQUERADE in iface.bindings:
             # KubeVirt looks the network up in a Go map: a missing one is a zero
@@ -174,7 +173,7 @@ def _bindings(spec: Spec, cluster: Cluster) -> Iterator[Cause]:
             Binding.BRIDGE in iface.bindings
             and net is not None
             and "pod" in net.sources
-            and not permit_pod_bridge
+            and not cluster.permit_bridge_on_pod_network
         ):
             yield _cause(
                 CauseType.INVALID,
@@ -189,30 +188,34 @@ def _bindings(spec: Spec, cluster: Cluster) -> Iterator[Cause]:
             )
 
 
-def _binding_count(iface: Interface, release: Release) -> Iterator[Cause]:
+def _binding_count(iface: Interface, cluster: Cluster) -> Cause | None:
     """B1: exactly one binding from v1.9 (and when unknown); no plugin with a method before."""
+    bindings = iface.bindings
+    if len(bindings) == 1 and bindings[0] not in DISCONTINUED:
+        return None  # the common case, fine on every release
+    release = cluster.release
     if release.before(1):
-        return
+        return None
     if release.before(9):
         methods = METHODS_V1_1 if release.before(8) else METHODS_V1_8
-        if Binding.PLUGIN in iface.bindings and not methods.isdisjoint(iface.bindings):
-            yield _cause(
-                CauseType.INVALID,
-                paths.interface(iface.position, "binding"),
-                f"logical {iface.name} interface cannot have both binding plugin and interface "
-                "binding method",
-            )
-        return
+        if Binding.PLUGIN not in iface.bindings or methods.isdisjoint(iface.bindings):
+            return None
+        return _cause(
+            CauseType.INVALID,
+            paths.interface(iface.position, "binding"),
+            f"logical {iface.name} interface cannot have both binding plugin and interface "
+            "binding method",
+        )
     counted = iface.bindings
     if release.known:  # v1.9 no longer counts the discontinued bindings
         counted = tuple([b for b in iface.bindings if b in METHODS_V1_8 or b is Binding.PLUGIN])
-    if len(counted) != 1:
-        yield _cause(
-            CauseType.INVALID,
-            paths.interface(iface.position),
-            f"logical {iface.name} interface must have exactly one binding method or "
-            "binding plugin",
-        )
+    if len(counted) == 1:
+        return None
+    return _cause(
+        CauseType.INVALID,
+        paths.interface(iface.position),
+        f"logical {iface.name} interface must have exactly one binding method or binding plugin",
+    )
 
 
 def _unique_networks(spec: Spec) -> Iterator[Cause]:

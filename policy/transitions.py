@@ -648,7 +648,7 @@ def notes(s: Situation) -> Iterator[str]:
     changes = s.changes
     release = s.release
     actions = s.config.rules
-    if changes.hotplug and not release.known and actions[RuleId.KUBEVIRT_RELEASE] is not Action.OFF:
+    if changes.hotplug and actions[RuleId.KUBEVIRT_RELEASE] is not Action.OFF and not release.known:
         yield (
             f"{RuleId.KUBEVIRT_RELEASE}: the KubeVirt release is unknown (no "
             "status.observedKubeVirtVersion in a KubeVirt CR); judged by the rules of "
