@@ -258,6 +258,9 @@ def check_machine_type(s: Situation) -> Iterator[Cause]:
         )
 
 
+NO_LEDGER = Ledger()
+
+
 def current_run_ledger(s: Situation) -> Ledger:
     """The ledger if it belongs to the VMI that runs now, else an empty one."""
     if s.vmi is not None and s.vmi.uid and s.ledger.vmi != s.vmi.uid:
@@ -265,13 +268,9 @@ def current_run_ledger(s: Situation) -> Ledger:
     return s.ledger
 
 
-NO_LEDGER = Ledger()
-
-
 def capacity(s: Situation) -> Capacity:
     ledger = current_run_ledger(s)
     vmi_annotations = s.vmi.annotations if s.vmi is not None else {}
-    site = s.config.hotplug_slots
     return measure(
         vmi=s.vmi,
         boot_spec=s.vmi.spec if s.vmi is not None else s.old.spec,
@@ -281,7 +280,7 @@ def capacity(s: Situation) -> Capacity:
         root_complex=on_root_complex(
             s.new.template_annotations, vmi_annotations, s.new.annotations
         ),
-        site=site,
+        site=s.config.hotplug_slots,
     )
 
 
@@ -555,13 +554,7 @@ def declaration_problem(s: Situation, running: tuple[dict[str, Any], dict[str, A
     declared = s.spec.raw_interfaces.get(name)
     declared_net = s.spec.raw_networks.get(name)
     if declared is None or declared_net is None or declared_net[1].get("pod") is None:
-        return (
-            None
-            if declared is None and declared_net is None
-            else (
-                f"the template does not declare '{name}' as it runs: {flow(iface)} on {flow(net)}"
-            )
-        )
+        return f"the template does not declare '{name}' as it runs: {flow(iface)} on {flow(net)}"
     if not changed_fields(iface, declared[1], ignore="state") and not changed_fields(
         net, declared_net[1]
     ):
@@ -585,7 +578,7 @@ def flow(value: object) -> str:
     if isinstance(value, list):
         return "[" + ", ".join([flow(item) for item in value]) + "]"
     if isinstance(value, bool) or value is None:
-        return {True: "true", False: "false", None: "null"}[value]
+        return "null" if value is None else str(value).lower()
     return str(value)
 
 
