@@ -216,7 +216,7 @@ def test_hotplug_slots_follow_the_formula_of_each_release(
         },
         "networks": nets,
     }
-    old = {
+    old: dict[str, Any] = {
         "metadata": {"name": "vm", "namespace": "default", "uid": "vm-1"},
         "spec": {"template": {"spec": spec}},
         "status": {"printableStatus": "Running"},
