@@ -63,7 +63,8 @@ CATALOGUE: tuple[RuleInfo, ...] = (
     RuleInfo(
         id=RuleId.GUARDED_ANNOTATIONS,
         default=Action.ENFORCE,
-        summary="a user sets or changes a hotplug-guard.io/ annotation the engine did not produce",
+        summary="anyone but the engine (or the controller, for status) sets or changes a "
+        "hotplug-guard.io/ annotation",
     ),
     RuleInfo(
         id=RuleId.KUBEVIRT_RELEASE,

@@ -25,14 +25,36 @@ def compact(value: object) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-@given(ident=st.text(max_size=20), plug=names, unplug=names)
+@given(
+    ident=st.text(max_size=20),
+    plug=names,
+    unplug=names,
+    generation=st.integers(0, 2**63),
+    signature=st.text(max_size=50),
+)
 def test_request_renders_as_compact_json(
-    ident: str, plug: tuple[str, ...], unplug: tuple[str, ...]
+    ident: str, plug: tuple[str, ...], unplug: tuple[str, ...], generation: int, signature: str
 ) -> None:
-    request = HotplugRequest(id=ident, plug=plug, unplug=unplug)
+    request = HotplugRequest(
+        id=ident, plug=plug, unplug=unplug, generation=generation, signature=signature
+    )
     text = render_request(request)
-    assert text == compact({"id": ident, "plug": list(plug), "unplug": list(unplug)})
+    expected: dict[str, object] = {
+        "id": ident,
+        "plug": list(plug),
+        "unplug": list(unplug),
+        "generation": generation,
+    }
+    if signature:
+        expected["signature"] = signature
+    assert text == compact(expected)
     assert parse_request(text) == request
+
+
+def test_requests_written_before_signing_still_parse() -> None:
+    assert parse_request('{"id":"4c062900d22c7008","plug":["nic1"],"unplug":[]}') == (
+        HotplugRequest(id="4c062900d22c7008", plug=("nic1",))
+    )
 
 
 @given(vmi=st.text(max_size=20), interfaces=names, booted=st.none() | st.integers(0, 300))

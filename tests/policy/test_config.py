@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from policy import Action, ConfigError, PolicyConfig, RuleId, parse_config, render_config
-from policy.config import KUBEVIRT_CONTROLLERS, PRODUCT_CONTROLLER
+from policy.config import PRODUCT_CONTROLLER
 
 
 def test_shipped_file_equals_the_built_in_defaults() -> None:
@@ -38,7 +38,24 @@ def test_overrides_keep_other_defaults() -> None:
     config = PolicyConfig().with_overrides({"rules": {"plug-model": "warn"}})
     assert config.action(RuleId.PLUG_MODEL) is Action.WARN
     assert config.action(RuleId.PLUG_BINDING) is Action.ENFORCE
-    assert set(config.exemptions.usernames) == {*KUBEVIRT_CONTROLLERS, PRODUCT_CONTROLLER}
+    assert config.exemptions.kubevirt_controller == (
+        "system:serviceaccount:kubevirt:kubevirt-controller"
+    )
+    assert config.controller_username == PRODUCT_CONTROLLER
+
+
+def test_only_the_configured_kubevirt_namespace_is_exempt() -> None:
+    config = parse_config({"exemptions": {"kubevirtNamespace": "openshift-cnv"}})
+    cover = config.exemptions.cover
+    assert cover(
+        username="system:serviceaccount:openshift-cnv:kubevirt-controller", groups=(), namespace=""
+    )
+    assert not cover(
+        username="system:serviceaccount:kubevirt:kubevirt-controller", groups=(), namespace=""
+    )
+    assert not parse_config({"exemptions": {"kubevirtNamespace": ""}}).exemptions.cover(
+        username="", groups=(), namespace=""
+    )
 
 
 @pytest.mark.parametrize(
@@ -54,6 +71,8 @@ def test_overrides_keep_other_defaults() -> None:
         ({"allowSriovPlug": "yes"}, ("allowSriovPlug",), "true or false"),
         ({"exemptions": {"users": []}}, ("exemptions", "users"), "unknown key"),
         ({"exemptions": {"groups": "admins"}}, ("exemptions", "groups"), "list of strings"),
+        ({"exemptions": {"kubevirtNamespace": 1}}, ("exemptions", "kubevirtNamespace"), "string"),
+        ({"controllerUsername": []}, ("controllerUsername",), "must be a string"),
         ({"onPlainRemoval": "keep"}, ("onPlainRemoval",), "convert, deny, allow"),
     ],
 )

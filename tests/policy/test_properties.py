@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from policy import Context, Mode, Operation, PolicyConfig, Review, evaluate, parse_config, views
+from policy.signing import SigningKeys
 from tests.policy.strategies import JSON, updates
 
 ALL_ON = parse_config({"rules": {"restart-required": "enforce"}, "defaultModelVirtio": True})
@@ -40,6 +41,7 @@ CONTEXTS = st.sampled_from(
         ),
     ]
 )
+KEYS = st.sampled_from([None, SigningKeys(signing=b"k" * 32)])
 
 
 def _review(old: Any, new: Any) -> Review:
@@ -61,28 +63,34 @@ def test_arbitrary_json_never_raises(
         evaluate(Review(operation=Operation.CREATE, new={"metadata": old, "spec": new}), mode=mode)
 
 
-@given(update=updates(), config=CONFIGS, context=CONTEXTS)
+@given(update=updates(), config=CONFIGS, context=CONTEXTS, keys=KEYS)
 @settings(max_examples=300)
 def test_patches_apply_and_are_idempotent(
-    update: tuple[dict[str, Any], dict[str, Any]], config: PolicyConfig, context: Context
+    update: tuple[dict[str, Any], dict[str, Any]],
+    config: PolicyConfig,
+    context: Context,
+    keys: SigningKeys | None,
 ) -> None:
     old, new = update
-    verdict = evaluate(_review(old, new), context, config)
+    verdict = evaluate(_review(old, new), context, config, keys=keys)
     patched = jsonpatch.apply_patch(copy.deepcopy(new), verdict.render_patch())
-    again = evaluate(_review(old, patched), context, config)
+    again = evaluate(_review(old, patched), context, config, keys=keys)
     assert again.patch == (), "re-evaluating the patched object must not patch again"
     assert again.allowed == verdict.allowed
 
 
-@given(update=updates(), config=CONFIGS, context=CONTEXTS)
+@given(update=updates(), config=CONFIGS, context=CONTEXTS, keys=KEYS)
 @settings(max_examples=200)
 def test_validating_agrees_with_mutating_on_the_patched_object(
-    update: tuple[dict[str, Any], dict[str, Any]], config: PolicyConfig, context: Context
+    update: tuple[dict[str, Any], dict[str, Any]],
+    config: PolicyConfig,
+    context: Context,
+    keys: SigningKeys | None,
 ) -> None:
     old, new = update
-    mutated = evaluate(_review(old, new), context, config, mode=Mode.MUTATE)
+    mutated = evaluate(_review(old, new), context, config, mode=Mode.MUTATE, keys=keys)
     patched = jsonpatch.apply_patch(copy.deepcopy(new), mutated.render_patch())
-    validated = evaluate(_review(old, patched), context, config, mode=Mode.VALIDATE)
+    validated = evaluate(_review(old, patched), context, config, mode=Mode.VALIDATE, keys=keys)
     assert validated.allowed == mutated.allowed
     assert validated.patch == ()
 
