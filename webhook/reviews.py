@@ -32,6 +32,8 @@ MAX_WARNING_CHARS = 120
 MAX_AUDIT_VALUE_CHARS = 4096
 _AUDIT_KEY = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 _MAX_AUDIT_KEY_CHARS = 63
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+"""`request.uid` as kube-apiserver sends it (`uuid.NewUUID`): echoed, logged and nothing else."""
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]+")
 """Control characters and lone surrogates (which would reach kube-apiserver as invalid UTF-8)."""
 
@@ -203,6 +205,7 @@ class Disposition(enum.StrEnum):
     UNTOUCHED = "untouched"
     MISROUTED = "misrouted"
     REFUSED = "refused"
+    TIMED_OUT = "timed-out"
     FAILED = "failed"
 
 
@@ -251,8 +254,10 @@ def parse_envelope(body: bytes) -> tuple[Envelope, Mapping[str, Any]]:
     if not isinstance(request, dict):
         raise RequestError(400, "request is missing or not an object")
     uid = request.get("uid")
-    if not isinstance(uid, str) or not uid:
-        raise RequestError(400, "request.uid is missing or not a non-empty string")
+    if not isinstance(uid, str) or not _UUID.fullmatch(uid):
+        raise RequestError(
+            400, f"request.uid must be a UUID as kube-apiserver sends it, got {_shown(uid)}"
+        )
     return Envelope(api_version=api_version, kind=kind, uid=uid), request
 
 
