@@ -38,7 +38,7 @@ MAX_BODY_BYTES = 3 * 1024 * 1024 + 256 * 1024
 """Larger bodies get HTTP 413. kube-apiserver refuses write requests over 3 MiB and etcd
 stores objects of up to 1.5 MiB, so every CREATE kube-apiserver accepts and every UPDATE
 whose object and oldObject can be stored fits, with room for the envelope. The limit also
-bounds memory: JSON parsing takes up to about 40 times a body's size."""
+bounds memory: parsing takes up to about 17 times a body's size (see the serving worker)."""
 DRAIN_BYTES = 64 * 1024
 DEFAULT_TIMEOUT_SECONDS = 10.0
 """kube-apiserver's default `timeoutSeconds`, used when the request has no `?timeout=`."""

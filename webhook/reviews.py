@@ -25,6 +25,10 @@ VM_GROUP = "kubevirt.io"
 VM_KIND = "VirtualMachine"
 VM_RESOURCE = "virtualmachines"
 
+MAX_JSON_CONTAINERS = 200_000
+"""JSON objects and arrays a body may hold, counted before parsing as its `{` and `[` bytes
+(those in strings too, so an upper bound). A VirtualMachine review has a few thousand;
+each costs the parser about 250 bytes and the time to build it, while it holds the GIL."""
 MAX_CAUSES = 10
 """KubeVirt's webhooks list at most ten causes; more are summarised in the message."""
 MAX_WARNING_CHARS = 120
@@ -231,6 +235,13 @@ def parse_envelope(body: bytes) -> tuple[Envelope, Mapping[str, Any]]:
     """Decode the body far enough to know what to echo; return it with the raw `request`."""
     if not body:
         raise RequestError(400, "empty body; expected an AdmissionReview")
+    containers = body.count(b"{") + body.count(b"[")
+    if containers > MAX_JSON_CONTAINERS:
+        raise RequestError(
+            413,
+            f"body has {containers} '{{' and '[' characters, over {MAX_JSON_CONTAINERS}: more "
+            "JSON objects and arrays than a VirtualMachine review can need",
+        )
     try:
         document = json.loads(body)
     except UnicodeDecodeError:

@@ -16,11 +16,13 @@ that are complete in memory and write their response into memory, so they never
 wait on a client; a separate thread answers GET requests (`/healthz`,
 `/readyz`, `/metrics`), so probes are answered while every review thread is busy.
 
-Memory is bounded too: request bodies in flight in a worker (being received or
-being reviewed) may together take `BODY_BUDGET_BYTES`; a body that does not fit
-waits unread (its deadline running) until one before it is done. Parsing JSON
-takes up to about 40 times its size, so this and the workers' count bound the
-memory a pod needs (docs/security.md has the measurements).
+Memory is bounded too. A worker counts the bytes it holds for its clients (received,
+or waiting to be reviewed) and the bodies under review at `EXPANSION` times their size
+(what parsing them can take): reading a body stops while that is over
+`MEMORY_BUDGET_BYTES`, and a complete request waits (unread, for `MEMORY_WAIT_SECONDS`
+at most) before it is handed to a thread that would take it over. A stalled client
+holds the few bytes it sent, nothing more; a request always proceeds when nothing is
+under review. docs/security.md has the measurements.
 """
 
 from __future__ import annotations
@@ -51,16 +53,22 @@ HEAD_SECONDS = 5.0
 """From the end of the handshake, or from the first byte on a kept-alive connection, to the
 blank line that ends the request head."""
 BODY_SECONDS = 5.0
-"""From the end of the head to the last byte of the body (waiting for memory included)."""
+"""From the end of the head (or the end of waiting for memory) to the last byte of the body."""
+MEMORY_WAIT_SECONDS = 10.0
+"""How long a body may wait for memory, unread, before its connection is closed."""
 WRITE_SECONDS = 10.0
 """For the client to take the response."""
 LINGER_SECONDS = 2.0
 """After a response with `Connection: close`, how long unread request bytes are drained so
 that the close does not reset the connection before the client read the response."""
-MAX_HEAD_BYTES = 32 * 1024
+MAX_HEAD_BYTES = 16 * 1024
 """kube-apiserver's request heads are a few hundred bytes."""
-BODY_BUDGET_BYTES = MAX_BODY_BYTES + 512 * 1024
-"""Bodies in flight per worker: one of the largest size and small ones beside it."""
+EXPANSION = 20
+"""Memory parsing and reviewing a body can take, in multiples of its size: measured up to
+17.6 for the worst body `webhook.reviews` lets through (its limit on JSON objects and
+arrays rules out the 35 times of bodies made of small objects)."""
+MEMORY_BUDGET_BYTES = EXPANSION * MAX_BODY_BYTES + 8 * 1024 * 1024
+"""Per worker: one body of the largest size under review, and received bytes beside it."""
 READ_BYTES = 64 * 1024
 LINGER_BYTES = 16 * 1024 * 1024
 """Enough for a client that sends a body over the limit before it reads the 413."""
@@ -69,7 +77,7 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 TOO_LARGE_HEAD = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n"
     b"Content-Type: text/plain\r\nContent-Length: 45\r\n\r\n"
-    b"hotplug-guard: request head exceeds 32768 B\r\n"
+    b"hotplug-guard: request head exceeds 16384 B\r\n"
 )
 
 
@@ -100,8 +108,8 @@ class Connection:
         self.searched = 0
         self.head: Head | None = None
         self.chunks: ChunkedBody | None = None
-        self.need = 0
-        self.reserved = 0
+        self.request = b""
+        """A complete request waiting for memory to be reviewed, or under review."""
         self.output = memoryview(b"")
         self.keep_alive = False
         self.lingered = 0
@@ -148,21 +156,18 @@ class Exchange:
         self.server = server
 
 
-class Budget:
-    """Bytes of request bodies a worker holds at once (used by the event loop only)."""
+class Memory:
+    """What a worker's clients take (used by the event loop only): bytes held for them, and
+    bodies under review at `EXPANSION` times their size.
+    """
 
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.used = 0
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.held = 0
+        self.reviewing = 0
 
-    def take(self, size: int) -> bool:
-        if self.used + size > self.capacity:
-            return False
-        self.used += size
-        return True
-
-    def give(self, size: int) -> None:
-        self.used -= size
+    def room(self, more: int) -> bool:
+        return self.held + EXPANSION * self.reviewing + more <= self.budget
 
 
 class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships no types
@@ -171,7 +176,7 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships
     def init_process(self) -> None:
         self.connections: set[Connection] = set()
         self.waiting: deque[Connection] = deque()
-        self.budget = Budget(BODY_BUDGET_BYTES)
+        self.memory = Memory(MEMORY_BUDGET_BYTES)
         self.control = futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="control")
         self.connection_metrics = ConnectionMetrics()
         super().init_process()
@@ -212,8 +217,8 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships
             self._start_head(conn)
 
     def murder_keepalived(self, force: bool = False) -> None:
-        """Close connections whose deadline passed (all of them when `force`), then let
-        bodies that waited for memory in. gthread calls it after every turn of its loop.
+        """Close connections whose deadline passed (all of them when `force`), then go on
+        with those that waited for memory. gthread calls it after every turn of its loop.
         """
         now = time.monotonic()
         for conn in list(self.connections):
@@ -283,6 +288,9 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships
 
     def _read(self, conn: Connection) -> None:
         while conn.phase in (Phase.HEAD, Phase.BODY):
+            if conn.phase is Phase.BODY and not self.memory.room(READ_BYTES):
+                self._wait(conn)
+                return
             try:
                 data = conn.sock.recv(READ_BYTES)
             except (ssl.SSLWantReadError, BlockingIOError):
@@ -298,10 +306,11 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships
                 self._close(conn)  # the client left before finishing its request
                 return
             conn.buffer += data
+            self.memory.held += len(data)
             self._advance(conn)
 
     def _advance(self, conn: Connection) -> None:
-        """Move the request on with what has arrived; hand it to a thread once complete."""
+        """Move the request on with what has arrived; hand it on once complete."""
         if conn.phase is Phase.HEAD:
             end = head_end(conn.buffer, conn.searched)
             conn.searched = len(conn.buffer)
@@ -313,20 +322,21 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships
             conn.head = head
             if head.content_length == -1 or (head.chunked and head.content_length is not None):
                 # unclear framing: gunicorn's parser refuses it (400), and the connection closes
-                self._dispatch(conn, bytes(conn.buffer), keep_alive=False)
+                self._complete(conn, bytes(conn.buffer), keep_alive=False)
                 return
             if not head.has_body:
-                self._dispatch(conn, bytes(conn.buffer[:end]))
+                self._complete(conn, bytes(conn.buffer[:end]))
                 return
             if head.content_length is not None and head.content_length > MAX_BODY_BYTES:
                 # the app refuses a declared size over its limit (413) without reading
-                self._dispatch(conn, bytes(conn.buffer[:end]), keep_alive=False)
+                self._complete(conn, bytes(conn.buffer[:end]), keep_alive=False)
                 return
-            conn.need = MAX_BODY_BYTES + 1 if head.chunked else (head.content_length or 0)
             conn.chunks = ChunkedBody(end) if head.chunked else None
             conn.phase, conn.deadline = Phase.BODY, time.monotonic() + BODY_SECONDS
-            if not self._reserve(conn):
-                return
+            if head.expect_continue and len(conn.buffer) == end:
+                # best effort: a client that does not get it sends the body after a second
+                with contextlib.suppress(ssl.SSLError, OSError):
+                    conn.sock.send(CONTINUE)
         if conn.phase is not Phase.BODY or conn.head is None:
             return
         head = conn.head
@@ -334,67 +344,69 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships
             state = conn.chunks.feed(conn.buffer)
             if conn.chunks.declared > MAX_BODY_BYTES:
                 sized = with_content_length(bytes(conn.buffer[: head.size]), conn.chunks.declared)
-                self._dispatch(conn, sized, keep_alive=False)
+                self._complete(conn, sized, keep_alive=False)
             elif state is ChunkState.DONE:
-                self._dispatch(conn, bytes(conn.buffer[: conn.chunks.end]))
+                self._complete(conn, bytes(conn.buffer[: conn.chunks.end]))
             elif state is ChunkState.MALFORMED:
-                self._dispatch(conn, bytes(conn.buffer), keep_alive=False)
+                self._complete(conn, bytes(conn.buffer), keep_alive=False)
             return
         total = head.size + (head.content_length or 0)
         if len(conn.buffer) >= total:
-            self._dispatch(conn, bytes(conn.buffer[:total]))
+            self._complete(conn, bytes(conn.buffer[:total]))
 
-    def _reserve(self, conn: Connection) -> bool:
-        """Take the body's memory, or wait for it unread; True when taken."""
-        if not self.budget.take(conn.need):
-            conn.phase = Phase.WAITING
-            self._watch(conn, 0)
-            self.waiting.append(conn)
-            return False
-        self._taken(conn)
-        return True
+    def _complete(self, conn: Connection, request: bytes, *, keep_alive: bool = True) -> None:
+        """A request is complete: keep what follows it for the next one, then review it."""
+        self._watch(conn, 0)
+        rest = conn.buffer[len(request) :] if keep_alive else bytearray()
+        self.memory.held += len(request) + len(rest) - len(conn.buffer)
+        conn.buffer, conn.searched, conn.chunks = bytearray(rest), 0, None
+        conn.request, conn.keep_alive = request, keep_alive
+        if not self._review(conn):
+            self._wait(conn)
 
-    def _taken(self, conn: Connection) -> None:
-        conn.reserved = conn.need
-        conn.phase = Phase.BODY
-        head = conn.head
-        if head is not None and head.expect_continue and len(conn.buffer) == head.size:
-            # best effort: a client that does not get it sends the body after a second
-            with contextlib.suppress(ssl.SSLError, OSError):
-                conn.sock.send(CONTINUE)
+    def _wait(self, conn: Connection) -> None:
+        """Wait for memory, unread: to read more of a body, or to review a complete request."""
+        self._watch(conn, 0)
+        conn.phase, conn.deadline = Phase.WAITING, time.monotonic() + MEMORY_WAIT_SECONDS
+        self.waiting.append(conn)
 
     def _admit_waiting(self) -> None:
-        """Let in, oldest first, the waiting bodies that fit now (a small one need not wait
-        behind a large one that does not fit yet).
+        """Go on, oldest first, with the waiting connections that fit now (a small request
+        need not wait behind a large one that does not fit yet).
         """
         waiting, self.waiting = self.waiting, deque()
         for conn in waiting:
-            if conn not in self.connections:
-                continue  # closed while it waited
-            if not self.budget.take(conn.need):
-                self.waiting.append(conn)
+            if conn not in self.connections or conn.phase is not Phase.WAITING:
                 continue
-            self._taken(conn)
-            self._watch(conn, _READ)
-            self._advance(conn)
-            self._read(conn)
+            if conn.request:
+                if not self._review(conn):
+                    self.waiting.append(conn)
+            elif self.memory.room(READ_BYTES):
+                conn.phase, conn.deadline = Phase.BODY, time.monotonic() + BODY_SECONDS
+                self._watch(conn, _READ)
+                self._read(conn)
+            else:
+                self.waiting.append(conn)
 
-    def _dispatch(self, conn: Connection, request: bytes, *, keep_alive: bool = True) -> None:
-        """Hand a complete request to a thread; bytes after it wait for the next one."""
-        self._watch(conn, 0)
+    def _review(self, conn: Connection) -> bool:
+        """Hand the complete request to a thread, if memory allows; True when handed on."""
+        size = len(conn.request)
         head = conn.head
-        rest = conn.buffer[len(request) :] if keep_alive else bytearray()
-        conn.buffer, conn.searched, conn.head, conn.chunks = bytearray(rest), 0, None, None
+        control = head is not None and head.method in CONTROL_METHODS  # no body to parse
+        if not control and self.memory.reviewing and not self.memory.room((EXPANSION - 1) * size):
+            return False
+        self.memory.held -= size
+        self.memory.reviewing += size
+        conn.head = None
         conn.phase = Phase.REVIEWING
-        conn.keep_alive = keep_alive
-        method = head.method if head is not None else ""
-        pool = self.control if method in CONTROL_METHODS else self.tpool
-        done = pool.submit(self._serve, conn, request)
+        pool = self.control if control else self.tpool
+        done = pool.submit(self._serve, conn, conn.request)
         done.add_done_callback(lambda future: self.method_queue.defer(self._served, conn, future))
+        return True
 
     def _served(self, conn: Connection, future: futures.Future[tuple[bytes, bool]]) -> None:
-        self.budget.give(conn.reserved)
-        conn.reserved = 0
+        self.memory.reviewing -= len(conn.request)
+        conn.request = b""
         if conn not in self.connections:
             return
         try:
@@ -410,6 +422,7 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships
     def _respond(self, conn: Connection, response: bytes) -> None:
         """Send a response of the event loop's own, then close."""
         self._watch(conn, 0)
+        self.memory.held -= len(conn.buffer)
         conn.keep_alive, conn.buffer = False, bytearray()
         conn.output = memoryview(response)
         conn.phase, conn.deadline = Phase.WRITING, time.monotonic() + WRITE_SECONDS
@@ -467,9 +480,11 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships
         self.connections.discard(conn)
         if counted:
             self.connection_metrics.closed.labels(conn.phase.value).inc()
+        self.memory.held -= len(conn.buffer)
+        conn.buffer = bytearray()
         if conn.phase is not Phase.REVIEWING:  # else the thread's end gives it back
-            self.budget.give(conn.reserved)
-            conn.reserved = 0
+            self.memory.held -= len(conn.request)
+            conn.request = b""
         with contextlib.suppress(KeyError, ValueError, OSError):
             self._watch(conn, 0)
         with contextlib.suppress(OSError):

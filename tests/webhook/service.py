@@ -110,8 +110,9 @@ def start(
     """Start `python -m hotplug_guard serve`; return once `ready_path` answers 200.
 
     Unless `bare`, a free port (`--bind`), a certificate directory and a signing key
-    directory under `tmp` (`--cert-dir`, `--signing-keys`, unless `args` has them) are added; a bare command line is run as
-    given and `port` and `ca` say where it will listen and which CA it will create.
+    directory under `tmp` (`--cert-dir`, `--signing-keys`, unless `args` has them) are
+    added; a bare command line is run as given and `port` and `ca` say where it will
+    listen and which CA it will create.
     """
     port = port or free_port()
     command = [sys.executable, "-m", "hotplug_guard", "serve"]
