@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from hotplug_guard.cli import main
 from tests.webhook import service
 from tests.webhook.objects import hotplug_review, uid_of
 from tests.webhook.service import Service
@@ -219,3 +220,44 @@ def test_a_worker_that_dies_is_replaced_and_its_live_gauges_are_dropped(tmp_path
 def test_a_bad_bind_address_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="exited with 2"):
         service.start(tmp_path, args=("--bind", "nowhere"), bare=True, port=1)
+
+
+KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+"""
+
+
+def test_cluster_context_without_the_shared_signing_key_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a key of each replica's own would make the validating call of a request, on another
+    # replica than its mutating call, refuse it as forged
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(KUBECONFIG)
+    code = main(["serve", "--kubeconfig", str(kubeconfig), "--cert-dir", str(tmp_path / "c")])
+    assert code == 2
+    assert "--signing-keys is required with --kubeconfig or --in-cluster" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({}, "key: no such file"),
+        ({"key": b"short\n"}, "at least 32 bytes, got 5"),
+        ({"key": b"k" * 32, "accepted": b"old-key\n"}, "at least 32 bytes, got 7"),
+    ],
+)
+def test_unusable_signing_keys_are_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], files: dict[str, bytes], message: str
+) -> None:
+    keys = tmp_path / "signing"
+    keys.mkdir()
+    for name, content in files.items():
+        (keys / name).write_bytes(content)
+    code = main(["serve", "--signing-keys", str(keys), "--cert-dir", str(tmp_path / "c")])
+    assert code == 2
+    assert message in capsys.readouterr().err
