@@ -142,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "serve",
                 *sizing,
                 "--offline",
+                "--signing-keys",
+                str(signing_keys(tmp)),
                 "--bind",
             ],
         }
@@ -233,6 +235,14 @@ def stubbed_webhook_app() -> Flask:
 
     admission = Admission(evaluate=allow_all, config=PolicyConfig(), context=OfflineContext())
     return create_app(admission=admission, metrics=Metrics())
+
+
+def signing_keys(tmp: Path) -> Path:
+    """A key directory for `serve`, so that it does not make one in the user's state."""
+    directory = tmp / "signing"
+    directory.mkdir(exist_ok=True)
+    (directory / "key").write_text("benchmark-signing-key-of-32-bytes-or-more")
+    return directory
 
 
 def free_port() -> int:
