@@ -25,7 +25,6 @@ import contextlib
 import http.client
 import os
 import re
-import signal
 import socket
 import ssl
 import statistics
@@ -39,6 +38,7 @@ from pathlib import Path
 import yaml
 
 from benchmarks.webhook_bodies import four_nic_update_bytes
+from benchmarks.webhook_load import free_port, running, signing_keys
 
 REPO = Path(__file__).resolve().parents[1]
 CHART_VALUES = REPO / "charts" / "hotplug-guard" / "values.yaml"
@@ -212,31 +212,15 @@ def post(connection: http.client.HTTPSConnection, body: bytes) -> None:
 def serving(tree: Path) -> Iterator[tuple[int, Path, int]]:
     with tempfile.TemporaryDirectory(prefix="hotplug-guard-hostile-") as scratch:
         tmp = Path(scratch)
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port: int = probe.getsockname()[1]
+        port = free_port()
         command = [sys.executable, "-m", "hotplug_guard", "serve", "--bind", f"127.0.0.1:{port}"]
         command += ["--cert-dir", str(tmp / "certs")]
         if "--signing-keys" in (tree / "hotplug_guard" / "commands" / "serve.py").read_text():
-            (tmp / "signing").mkdir()
-            (tmp / "signing" / "key").write_text("k" * 32)
-            command += ["--signing-keys", str(tmp / "signing")]
-        environment = {**os.environ, "PYTHONPATH": str(tree), "TMPDIR": str(tmp)}
-        with (tmp / "serve.log").open("wb") as log:
-            process = subprocess.Popen(
-                command, cwd=tree, env=environment, stdout=subprocess.DEVNULL, stderr=log
-            )
-        try:
+            command += ["--signing-keys", str(signing_keys(tmp))]
+        with running(command, tmp, tree=tree) as process:
             ca = tmp / "certs" / "ca.crt"
             wait_ready(port, ca, process)
             yield port, ca, process.pid
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 def wait_ready(port: int, ca: Path, process: subprocess.Popen[bytes]) -> None:

@@ -253,12 +253,15 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running(command: list[str], tmp: Path) -> Iterator[subprocess.Popen[bytes]]:
+def running(
+    command: list[str], tmp: Path, *, tree: Path = REPO
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`command` run from source tree `tree`, stopped (SIGTERM, then kill) afterwards."""
     log = (tmp / "server.log").open("ab")
     process = subprocess.Popen(
         command,
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=tree,
+        env={**os.environ, "PYTHONPATH": str(tree), "TMPDIR": str(tmp)},
         stdout=subprocess.DEVNULL,
         stderr=log,
     )

@@ -35,6 +35,7 @@ import socket
 import ssl
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent import futures
 from functools import partial
 from typing import Any
@@ -73,6 +74,10 @@ READ_BYTES = 64 * 1024
 LINGER_BYTES = 16 * 1024 * 1024
 """Enough for a client that sends a body over the limit before it reads the 413."""
 CONTROL_METHODS = frozenset({"GET", "HEAD"})
+_READ = selectors.EVENT_READ
+_WRITE = selectors.EVENT_WRITE
+WAIT = object()
+"""What `_attempt` returns when the operation has to wait or failed."""
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 TOO_LARGE_HEAD = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n"
@@ -263,21 +268,28 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships
         elif conn.phase is Phase.LINGERING:
             self._linger(conn)
 
+    def _attempt(self, conn: Connection, operation: Callable[[], Any], *, blocked: int) -> Any:
+        """Run a non-blocking socket operation: its result, or `WAIT` when it has to wait
+        (the socket is watched for what it waits for) or failed (the connection is closed:
+        not TLS, a reset, a client that left; there is nothing to answer).
+        """
+        try:
+            return operation()
+        except ssl.SSLWantReadError:
+            self._watch(conn, _READ)
+        except ssl.SSLWantWriteError:
+            self._watch(conn, _WRITE)
+        except BlockingIOError:
+            self._watch(conn, blocked)
+        except (ssl.SSLError, OSError):
+            self._close(conn)
+        return WAIT
+
     def _handshake(self, conn: Connection) -> None:
         if not isinstance(conn.sock, ssl.SSLSocket):
             return
-        try:
-            conn.sock.do_handshake()
-        except ssl.SSLWantReadError:
-            self._watch(conn, _READ)
-            return
-        except ssl.SSLWantWriteError:
-            self._watch(conn, _WRITE)
-            return
-        except (ssl.SSLError, OSError):
-            self._close(conn)  # not TLS, or the client gave up: nothing to answer
-            return
-        self._start_head(conn)
+        if self._attempt(conn, conn.sock.do_handshake, blocked=_READ) is not WAIT:
+            self._start_head(conn)
 
     def _start_head(self, conn: Connection) -> None:
         conn.phase, conn.deadline = Phase.HEAD, time.monotonic() + HEAD_SECONDS
@@ -291,16 +303,8 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships
             if conn.phase is Phase.BODY and not self.memory.room(READ_BYTES):
                 self._wait(conn)
                 return
-            try:
-                data = conn.sock.recv(READ_BYTES)
-            except (ssl.SSLWantReadError, BlockingIOError):
-                self._watch(conn, _READ)
-                return
-            except ssl.SSLWantWriteError:
-                self._watch(conn, _WRITE)
-                return
-            except (ssl.SSLError, OSError):
-                self._close(conn)
+            data = self._attempt(conn, partial(conn.sock.recv, READ_BYTES), blocked=_READ)
+            if data is WAIT:
                 return
             if not data:
                 self._close(conn)  # the client left before finishing its request
@@ -430,16 +434,9 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships
 
     def _write(self, conn: Connection) -> None:
         while conn.output:
-            try:
-                sent = conn.sock.send(conn.output[:READ_BYTES])
-            except (ssl.SSLWantWriteError, BlockingIOError):
-                self._watch(conn, _WRITE)
-                return
-            except ssl.SSLWantReadError:
-                self._watch(conn, _READ)
-                return
-            except (ssl.SSLError, OSError):
-                self._close(conn)
+            chunk = conn.output[:READ_BYTES]
+            sent = self._attempt(conn, partial(conn.sock.send, chunk), blocked=_WRITE)
+            if sent is WAIT:
                 return
             conn.output = conn.output[sent:]
         if not conn.keep_alive:
@@ -512,10 +509,6 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships
         except Exception as error:  # what gthread answers for a bad request (400, 431, 500)
             self.handle_error(req, output, conn.client, error)
         return output.data(), keep_alive
-
-
-_READ = selectors.EVENT_READ
-_WRITE = selectors.EVENT_WRITE
 
 
 def _pending(sock: socket.socket) -> bool:
