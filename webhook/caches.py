@@ -86,8 +86,9 @@ def _metadata(item: Mapping[str, Any], *extra: str) -> dict[str, Any]:
 
 def keep_vmi(item: Mapping[str, Any]) -> dict[str, Any]:
     """What the engine reads of a VMI: identity, `kubevirt.io/` annotations, the domain and
-    networks, phase, interface status and conditions. Not kept: volumes (cloud-init user
-    data, secret references), managedFields and the rest of the status.
+    networks, phase, interface status, conditions and which volumes were hot plugged. Not
+    kept: volumes (cloud-init user data, secret references), managedFields and the rest of
+    the status.
     """
     metadata = _metadata(item)
     annotations = (item.get("metadata") or {}).get("annotations")
@@ -95,10 +96,14 @@ def keep_vmi(item: Mapping[str, Any]) -> dict[str, Any]:
         metadata["annotations"] = {
             key: value for key, value in annotations.items() if key.startswith("kubevirt.io/")
         }
+    status = _pick(item.get("status"), "phase", "interfaces", "conditions")
+    volumes = (item.get("status") or {}).get("volumeStatus")
+    if isinstance(volumes, list):  # which volumes were hot plugged (they take PCIe ports)
+        status["volumeStatus"] = [_pick(volume, "name", "hotplugVolume") for volume in volumes]
     return {
         "metadata": metadata,
         "spec": _pick(item.get("spec"), "domain", "networks", "architecture"),
-        "status": _pick(item.get("status"), "phase", "interfaces", "conditions"),
+        "status": status,
     }
 
 
