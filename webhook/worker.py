@@ -79,10 +79,11 @@ _WRITE = selectors.EVENT_WRITE
 WAIT = object()
 """What `_attempt` returns when the operation has to wait or failed."""
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_TOO_LARGE_HEAD = f"hotplug-guard: request head exceeds {MAX_HEAD_BYTES} bytes\n".encode()
 TOO_LARGE_HEAD = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n"
-    b"Content-Type: text/plain\r\nContent-Length: 45\r\n\r\n"
-    b"hotplug-guard: request head exceeds 16384 B\r\n"
+    b"Content-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s"
+    % (len(_TOO_LARGE_HEAD), _TOO_LARGE_HEAD)
 )
 
 

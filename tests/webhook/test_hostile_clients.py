@@ -24,7 +24,7 @@ from tests.webhook.objects import hotplug_review
 from tests.webhook.service import Service
 from webhook.app import MAX_BODY_BYTES
 from webhook.reviews import MAX_JSON_CONTAINERS
-from webhook.worker import BODY_SECONDS, HANDSHAKE_SECONDS, HEAD_SECONDS
+from webhook.worker import BODY_SECONDS, HANDSHAKE_SECONDS, HEAD_SECONDS, MAX_HEAD_BYTES
 
 STALLS = 200
 MEASURED = 100
@@ -170,6 +170,17 @@ def test_a_head_sent_a_byte_at_a_time_is_cut_off_at_its_deadline(served: Service
         assert time.monotonic() - started < HEAD_SECONDS + 3
     finally:
         connection.close()
+
+
+def test_a_head_over_its_limit_is_refused_with_431(served: Service) -> None:
+    connection = tls_connection(served)
+    try:
+        connection.sendall(b"POST /validate HTTP/1.1\r\n" + b"X-Filler: " + b"x" * MAX_HEAD_BYTES)
+        answer = connection.makefile("rb").read()
+    finally:
+        connection.close()
+    assert answer.startswith(b"HTTP/1.1 431 ")
+    assert answer.endswith(b"hotplug-guard: request head exceeds 16384 bytes\n")
 
 
 def chart_memory_limit() -> int:
