@@ -146,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "serve",
                 *sizing,
                 "--offline",
+                "--signing-keys",
+                str(signing_keys(tmp)),
                 "--bind",
             ],
         }
@@ -247,6 +249,14 @@ def stubbed_webhook_app() -> Flask:
     return create_app(admission=admission, metrics=Metrics())
 
 
+def signing_keys(tmp: Path) -> Path:
+    """A key directory for `serve`, so that it does not make one in the user's state."""
+    directory = tmp / "signing"
+    directory.mkdir(exist_ok=True)
+    (directory / "key").write_text("benchmark-signing-key-of-32-bytes-or-more")
+    return directory
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -255,12 +265,15 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running(command: list[str], tmp: Path) -> Iterator[subprocess.Popen[bytes]]:
+def running(
+    command: list[str], tmp: Path, *, tree: Path = REPO
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`command` run from source tree `tree`, stopped (SIGTERM, then kill) afterwards."""
     log = (tmp / "server.log").open("ab")
     process = subprocess.Popen(
         command,
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=tree,
+        env={**os.environ, "PYTHONPATH": str(tree), "TMPDIR": str(tmp)},
         stdout=subprocess.DEVNULL,
         stderr=log,
     )

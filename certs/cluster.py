@@ -9,7 +9,11 @@ published the bundle, so a slow replica cannot leave an older bundle behind.
 RBAC this needs (nothing more): secrets get/update on the one Secret (resourceNames)
 and create in its namespace (create cannot be limited by name);
 mutatingwebhookconfigurations and validatingwebhookconfigurations get/patch on the
-two named configurations.
+two named configurations; with a CA ConfigMap, configmaps get/update on it and create.
+
+The Secret holds the CA's private key. Whoever only needs to trust the serving
+certificate (a Prometheus scraping /metrics) reads the CA bundle from the ConfigMap
+instead, which holds nothing secret.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ ADMISSION_VERSION = "v1"
 MUTATING = "mutatingwebhookconfigurations"
 VALIDATING = "validatingwebhookconfigurations"
 MAX_ATTEMPTS = 10
+CA_BUNDLE_KEY = "ca.crt"
 SECRET_LABELS = {"app.kubernetes.io/name": "hotplug-guard", "app.kubernetes.io/component": "certs"}
 
 
@@ -56,6 +61,7 @@ class ClusterTarget:
     hosts: Hosts  # the serving certificate's names, usually the Service's (names.service_hosts)
     mutating_webhook_configuration: str | None = None
     validating_webhook_configuration: str | None = None
+    ca_configmap: str | None = None  # also publish the CA bundle (`ca.crt`) in this ConfigMap
 
     @property
     def configurations(self) -> tuple[tuple[str, str], ...]:
@@ -125,6 +131,10 @@ def ensure_cluster(
                 for (plural, name), configuration in configurations.items()
                 if _publish(objects, plural, name, configuration, bundle)
             )
+            if target.ca_configmap and _publish_configmap(
+                core, target, renewal.material.bundle_pem().decode()
+            ):
+                published += (f"configmaps/{target.ca_configmap}",)
         except ApiException as error:
             if error.status == 409:  # another replica changed it: read again and re-plan
                 continue
@@ -258,4 +268,34 @@ def _publish(
         [precondition, *operations],
         _content_type="application/json-patch+json",
     )
+    return True
+
+
+def _publish_configmap(
+    core: kubernetes.client.CoreV1Api, target: ClusterTarget, bundle: str
+) -> bool:
+    """Keep `ca.crt` of the CA ConfigMap equal to the bundle; False when it was already.
+
+    The replace carries the resourceVersion read, so it is conditional like the others.
+    """
+    name = target.ca_configmap
+    if name is None:
+        return False
+    try:
+        current = core.read_namespaced_config_map(name, target.namespace)
+    except ApiException as error:
+        if error.status != 404:
+            raise
+        body = kubernetes.client.V1ConfigMap(
+            metadata=kubernetes.client.V1ObjectMeta(
+                name=name, namespace=target.namespace, labels=SECRET_LABELS
+            ),
+            data={CA_BUNDLE_KEY: bundle},
+        )
+        core.create_namespaced_config_map(target.namespace, body)
+        return True
+    if (current.data or {}).get(CA_BUNDLE_KEY) == bundle:
+        return False
+    current.data = {**(current.data or {}), CA_BUNDLE_KEY: bundle}
+    core.replace_namespaced_config_map(name, target.namespace, current)
     return True

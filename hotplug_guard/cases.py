@@ -1,7 +1,8 @@
 """Policy case files: one YAML file per behaviour, run by `hotplug-guard test` and pytest.
 
 A case gives `old` (omit for CREATE), `new` or `change` (RFC 6902 ops applied to
-`old`), optional `user`, `dryRun`, `context`, `config` and `mode`, and `expect`:
+`old`), optional `user`, `dryRun`, `context`, `kubevirtVersion` (the release the
+context's KubeVirt CR reports, e.g. `v1.7.2`), `config` and `mode`, and `expect`:
 `allowed`, `causes` (rule, field, type, message regex; checked exactly, in
 order), `warnings` (regexes, checked exactly when given), `audit` (rule, message
 regex), `patch` (exact, when given) and `annotations` (JSON-subset of each
@@ -19,11 +20,22 @@ from typing import Any
 
 from hotplug_guard.checking import CheckResult, PatchFailed, check
 from hotplug_guard.errors import UsageError
-from hotplug_guard.inputs import Source, build_review
+from hotplug_guard.inputs import Source, build_review, with_kubevirt_version
 from policy import Cause, ConfigError, Context, PolicyConfig, Review, parse_config
 
 CASE_KEYS = frozenset(
-    {"description", "old", "new", "change", "user", "dryRun", "context", "config", "expect"}
+    {
+        "description",
+        "old",
+        "new",
+        "change",
+        "user",
+        "dryRun",
+        "context",
+        "kubevirtVersion",
+        "config",
+        "expect",
+    }
 )
 EXPECT_KEYS = frozenset({"allowed", "causes", "warnings", "audit", "patch", "annotations"})
 
@@ -98,6 +110,12 @@ def load_case(path: Path) -> Case:
         config = parse_config(data.get("config"))
     except ConfigError as error:
         raise source.error(("config", *error.path), error.message) from None
+    context = source.context(data.get("context"), ("context",))
+    if "kubevirtVersion" in data:
+        try:
+            context = with_kubevirt_version(context, data["kubevirtVersion"])
+        except UsageError as error:
+            raise source.error(("kubevirtVersion",), str(error)) from None
     return Case(
         name=path.stem,
         description=str(data.get("description", "")),
@@ -108,7 +126,7 @@ def load_case(path: Path) -> Case:
             groups=tuple(str(g) for g in groups),
             dry_run=data.get("dryRun") is True,
         ),
-        context=source.context(data.get("context"), ("context",)),
+        context=context,
         config=config,
         expect=expect,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import jsonpatch
 
 from hotplug_guard.errors import UsageError
 from hotplug_guard.files import line_of, load_yaml, read_text
-from policy import Context, Operation, Review, UserInfo
+from policy import Context, Operation, Review, UserInfo, parse_version
 
 REFERENCE_KEYS = frozenset({"fixture", "change"})
 DEFAULT_NAMESPACE = "default"  # as kubectl assumes for objects without one
@@ -120,6 +121,26 @@ def load_context(path: Path) -> Context:
     """The cluster context in a YAML file (see `Source.context`)."""
     source = Source(path)
     return source.context(source.data, ())
+
+
+def with_kubevirt_version(context: Context, version: object) -> Context:
+    """`context` whose KubeVirt CR reports `version` as its release (made up when absent).
+
+    Raises UsageError when `version` is not a KubeVirt version such as `v1.7.2`.
+    """
+    if not isinstance(version, str) or parse_version(version) is None:
+        raise UsageError(f"not a KubeVirt version: {version!r} (expected one like v1.7.2)")
+    kubevirt: dict[str, Any] = (
+        copy.deepcopy(dict(context.kubevirt))
+        if context.kubevirt is not None
+        else {"apiVersion": "kubevirt.io/v1", "kind": "KubeVirt"}
+    )
+    status = kubevirt.get("status")
+    kubevirt["status"] = {
+        **(status if isinstance(status, dict) else {}),
+        "observedKubeVirtVersion": version,
+    }
+    return replace(context, kubevirt=kubevirt)
 
 
 def build_review(

@@ -18,6 +18,7 @@ from policy.annotations import (
     parse_status,
 )
 from policy.catalogue import CATALOGUE, RuleId
+from policy.cluster import parse_version
 from policy.config import ConfigError, PolicyConfig, parse_config, render_config
 from policy.engine import evaluate
 from policy.review import Context, Mode, Operation, Review, UserInfo
@@ -51,5 +52,6 @@ __all__ = [
     "parse_ledger",
     "parse_request",
     "parse_status",
+    "parse_version",
     "render_config",
 ]

@@ -15,6 +15,7 @@ from json.encoder import encode_basestring_ascii as _quote
 from typing import Final, final
 
 from policy.values import Value
+from policy.views import positive_int
 
 PREFIX = "hotplug-guard.io/"
 REQUEST = PREFIX + "request"
@@ -37,27 +38,49 @@ FINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.SKIPPED})
 
 @final
 class HotplugRequest(Value):
-    """A plug/unplug the webhook admitted on a running VM."""
+    """A plug/unplug the webhook admitted on a running VM.
 
-    FIELDS = ("id", "plug", "unplug")
+    `generation` is the VM's `metadata.generation` once the change is stored;
+    `signature` proves the webhook admitted it (`policy.signing`), empty when the
+    request was made without the key (offline `check` and `test`).
+    """
+
+    FIELDS = ("id", "plug", "unplug", "generation", "signature")
 
     def __init__(
-        self, *, id: str, plug: tuple[str, ...] = (), unplug: tuple[str, ...] = ()
+        self,
+        *,
+        id: str,
+        plug: tuple[str, ...] = (),
+        unplug: tuple[str, ...] = (),
+        generation: int = 0,
+        signature: str = "",
     ) -> None:
         self.id: Final = id
         self.plug: Final = plug
         self.unplug: Final = unplug
+        self.generation: Final = generation
+        self.signature: Final = signature
 
 
 @final
 class Ledger(Value):
-    """Interfaces hot plugged during the VMI run `vmi` (reset on restart)."""
+    """Interfaces hot plugged during the VMI run `vmi` (reset on restart).
 
-    FIELDS = ("vmi", "interfaces")
+    `booted`: interfaces the VMI had when it booted, recorded by the first request
+    of the run (None when not recorded). KubeVirt drops unplugged interfaces from
+    the VMI spec, but their PCIe ports stay free for the whole run, so the count
+    cannot be taken from the VMI later.
+    """
 
-    def __init__(self, *, vmi: str = "", interfaces: tuple[str, ...] = ()) -> None:
+    FIELDS = ("vmi", "interfaces", "booted")
+
+    def __init__(
+        self, *, vmi: str = "", interfaces: tuple[str, ...] = (), booted: int | None = None
+    ) -> None:
         self.vmi: Final = vmi
         self.interfaces: Final = interfaces
+        self.booted: Final = booted
 
 
 @final
@@ -99,14 +122,16 @@ def request_id(vm_uid: str, interfaces: Iterable[tuple[str, bool]]) -> str:
 
 
 def render_request(request: HotplugRequest) -> str:
+    signature = f',"signature":{_quote(request.signature)}' if request.signature else ""
     return (
         f'{{"id":{_quote(request.id)},"plug":{_list(request.plug)},'
-        f'"unplug":{_list(request.unplug)}}}'
+        f'"unplug":{_list(request.unplug)},"generation":{request.generation}{signature}}}'
     )
 
 
 def render_ledger(ledger: Ledger) -> str:
-    return f'{{"vmi":{_quote(ledger.vmi)},"interfaces":{_list(ledger.interfaces)}}}'
+    booted = "" if ledger.booted is None else f',"booted":{ledger.booted}'
+    return f'{{"vmi":{_quote(ledger.vmi)},"interfaces":{_list(ledger.interfaces)}{booted}}}'
 
 
 def _list(names: Iterable[str]) -> str:
@@ -120,7 +145,11 @@ def parse_request(text: object) -> HotplugRequest | None:
     if data is None or not isinstance(ident, str):
         return None
     return HotplugRequest(
-        id=ident, plug=_names(data.get("plug")), unplug=_names(data.get("unplug"))
+        id=ident,
+        plug=_names(data.get("plug")),
+        unplug=_names(data.get("unplug")),
+        generation=positive_int(data.get("generation")),
+        signature=_text(data.get("signature")),
     )
 
 
@@ -132,7 +161,14 @@ def parse_ledger(text: object) -> Ledger | None:
     vmi = data.get("vmi")
     if not isinstance(vmi, str):
         return None
-    return Ledger(vmi=vmi, interfaces=_names(data.get("interfaces")))
+    booted = data.get("booted")
+    return Ledger(
+        vmi=vmi,
+        interfaces=_names(data.get("interfaces")),
+        booted=booted
+        if isinstance(booted, int) and not isinstance(booted, bool) and booted >= 0
+        else None,
+    )
 
 
 def parse_status(text: object) -> HotplugStatus | None:
@@ -148,12 +184,11 @@ def parse_status(text: object) -> HotplugStatus | None:
         phase = Phase(phase_text)
     except ValueError:
         return None
-    attempts = data.get("attempts", 0)
     return HotplugStatus(
         id=ident,
         phase=phase,
         migration=_text(data.get("migration")),
-        attempts=attempts if isinstance(attempts, int) and not isinstance(attempts, bool) else 0,
+        attempts=positive_int(data.get("attempts")),
         message=_text(data.get("message")),
     )
 

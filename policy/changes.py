@@ -55,10 +55,12 @@ class Changes(Value):
     plugged: new name with a state other than absent; unplugged: state became
     absent; removed: deleted without `state: absent` (or before the VMI finished
     unplugging it); cleaned: an absent interface deleted once the VMI no longer
-    has it (KubeVirt does this itself); cancelled: absent before, not now.
+    has it (KubeVirt does this itself); cancelled: absent before, not now;
+    declared: the pod interface written into a template that listed no
+    interfaces and networks (KubeVirt had added it to the VMI only).
     """
 
-    FIELDS = ("plugged", "unplugged", "removed", "cleaned", "cancelled", "modified")
+    FIELDS = ("plugged", "unplugged", "removed", "cleaned", "cancelled", "modified", "declared")
 
     def __init__(
         self,
@@ -69,6 +71,7 @@ class Changes(Value):
         cleaned: tuple[str, ...] = (),
         cancelled: tuple[Interface, ...] = (),
         modified: tuple[Modification, ...] = (),
+        declared: tuple[Interface, ...] = (),
     ) -> None:
         self.plugged: Final = plugged
         self.unplugged: Final = unplugged
@@ -76,6 +79,7 @@ class Changes(Value):
         self.cleaned: Final = cleaned
         self.cancelled: Final = cancelled
         self.modified: Final = modified
+        self.declared: Final = declared
 
     @property
     def hotplug(self) -> bool:
@@ -104,14 +108,16 @@ def diff(old: Spec, new: Spec, *, running: Spec | None = None) -> Changes:
     unplugged: list[Interface] = []
     cancelled: list[Interface] = []
     modified: list[Modification] = []
+    declared: list[Interface] = []
     for name, iface in new_ifaces.items():
         entry = old_ifaces.get(name)
         if entry is None:
             net = new_nets.get(name)
             # With an implicit pod network (KubeVirt added it to the VMI only), writing
             # it into the template declares it; it does not plug anything.
-            declaring = implicit and net is not None and net.pod
-            if not declaring and not iface.absent:
+            if implicit and net is not None and net.pod:
+                declared.append(iface)
+            elif not iface.absent:
                 plugged.append(iface)
             continue
         before = entry[1]
@@ -125,13 +131,13 @@ def diff(old: Spec, new: Spec, *, running: Spec | None = None) -> Changes:
                 plugged.append(iface)  # a fresh interface: nothing to compare it with
                 continue
             cancelled.append(iface)
-        fields = _changed_fields(before, iface.raw, ignore="state")
+        fields = changed_fields(before, iface.raw, ignore="state")
         if fields:
             modified.append(Modification(name=name, interface=iface, network=None, fields=fields))
     for name, net in new_nets.items():
         net_entry = old_nets.get(name)
         if net_entry is not None and net_entry[1] != net.raw:
-            fields = _changed_fields(net_entry[1], net.raw)
+            fields = changed_fields(net_entry[1], net.raw)
             modified.append(Modification(name=name, interface=None, network=net, fields=fields))
 
     removed: list[Removal] = []
@@ -162,10 +168,11 @@ def diff(old: Spec, new: Spec, *, running: Spec | None = None) -> Changes:
         cleaned=tuple(cleaned),
         cancelled=tuple(cancelled),
         modified=tuple(modified),
+        declared=tuple(declared),
     )
 
 
-def _changed_fields(
+def changed_fields(
     before: Mapping[str, Any], after: Mapping[str, Any], *, ignore: str = ""
 ) -> tuple[str, ...]:
     keys = before.keys() | after.keys()

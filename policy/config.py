@@ -15,11 +15,16 @@ from typing import Any, TypeVar
 from policy.catalogue import CATALOGUE, RuleId
 from policy.verdicts import Action
 
-KUBEVIRT_CONTROLLERS: tuple[str, ...] = (
-    "system:serviceaccount:kubevirt:kubevirt-controller",
-    "system:serviceaccount:openshift-cnv:kubevirt-controller",
-)
+KUBEVIRT_NAMESPACE = "kubevirt"
+"""Where upstream installs KubeVirt; OpenShift Virtualization uses `openshift-cnv`."""
+KUBEVIRT_CONTROLLER_ACCOUNT = "kubevirt-controller"
 PRODUCT_CONTROLLER = "system:serviceaccount:hotplug-guard:hotplug-guard-controller"
+AUTO = "auto"
+
+
+def service_account(namespace: str, name: str) -> str:
+    """The username kube-apiserver gives service account `namespace/name`."""
+    return f"system:serviceaccount:{namespace}:{name}"
 
 
 _E = TypeVar("_E", bound=enum.StrEnum)
@@ -59,16 +64,31 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Exemptions:
-    """Requests from these users, groups or namespaces skip the transition rules."""
+    """Requests from these users, groups or namespaces skip the hot plug rules.
 
-    usernames: frozenset[str] = frozenset((*KUBEVIRT_CONTROLLERS, PRODUCT_CONTROLLER))
+    KubeVirt's controller is named by its namespace, a value of the install (the
+    webhook checks that KubeVirt runs there), not by a fixed list of namespaces
+    that anyone allowed to create one could claim. Exempt requests still meet the
+    annotation guard and `kubevirt-spec`.
+    """
+
+    kubevirt_namespace: str = KUBEVIRT_NAMESPACE
+    usernames: frozenset[str] = frozenset()
     groups: frozenset[str] = frozenset()
     namespaces: frozenset[str] = frozenset()
+
+    @property
+    def kubevirt_controller(self) -> str:
+        """KubeVirt's controller service account, or "" when no namespace is set."""
+        if not self.kubevirt_namespace:
+            return ""
+        return service_account(self.kubevirt_namespace, KUBEVIRT_CONTROLLER_ACCOUNT)
 
     def cover(self, *, username: str, groups: Iterable[str], namespace: str) -> bool:
         """True when a request by this user in this namespace is exempt."""
         return (
             username in self.usernames
+            or (bool(username) and username == self.kubevirt_controller)
             or namespace in self.namespaces
             or not self.groups.isdisjoint(groups)
         )
@@ -84,7 +104,8 @@ class PolicyConfig:
 
     rules: Mapping[str, Action] = field(default_factory=_default_actions)
     exemptions: Exemptions = Exemptions()
-    hotplug_slots: int = 4
+    controller_username: str = PRODUCT_CONTROLLER
+    hotplug_slots: int | None = None  # None: "auto", the ports KubeVirt reserved
     root_complex_spare_slots: int = 1
     pci_slots: int = 32
     on_plain_removal: OnPlainRemoval = OnPlainRemoval.CONVERT
@@ -105,6 +126,7 @@ class PolicyConfig:
 _KEYS = {
     "rules",
     "exemptions",
+    "controllerUsername",
     "hotplugSlots",
     "rootComplexSpareSlots",
     "pciSlots",
@@ -135,8 +157,13 @@ def parse_config(data: object, *, base: PolicyConfig | None = None) -> PolicyCon
         changes["rules"] = _parse_rules(data["rules"], config.rules)
     if "exemptions" in data:
         changes["exemptions"] = _parse_exemptions(data["exemptions"], config.exemptions)
+    if "controllerUsername" in data:
+        changes["controller_username"] = _parse_string(
+            data["controllerUsername"], ("controllerUsername",)
+        )
+    if "hotplugSlots" in data:
+        changes["hotplug_slots"] = _parse_slots(data["hotplugSlots"])
     for key, attr, minimum in (
-        ("hotplugSlots", "hotplug_slots", 0),
         ("rootComplexSpareSlots", "root_complex_spare_slots", 0),
         ("pciSlots", "pci_slots", 1),
     ):
@@ -166,11 +193,13 @@ def render_config(config: PolicyConfig) -> dict[str, Any]:
     return {
         "rules": {rule: action.value for rule, action in config.rules.items()},
         "exemptions": {
+            "kubevirtNamespace": config.exemptions.kubevirt_namespace,
             "usernames": sorted(config.exemptions.usernames),
             "groups": sorted(config.exemptions.groups),
             "namespaces": sorted(config.exemptions.namespaces),
         },
-        "hotplugSlots": config.hotplug_slots,
+        "controllerUsername": config.controller_username,
+        "hotplugSlots": AUTO if config.hotplug_slots is None else config.hotplug_slots,
         "rootComplexSpareSlots": config.root_complex_spare_slots,
         "pciSlots": config.pci_slots,
         "onPlainRemoval": config.on_plain_removal.value,
@@ -199,12 +228,16 @@ def _parse_rules(data: object, current: Mapping[str, Action]) -> Mapping[str, Ac
 def _parse_exemptions(data: object, current: Exemptions) -> Exemptions:
     if not isinstance(data, Mapping):
         raise ConfigError(("exemptions",), f"must be a mapping, got {_kind(data)}")
-    changes: dict[str, frozenset[str]] = {}
+    changes: dict[str, Any] = {}
     for key in data:
-        if key not in ("usernames", "groups", "namespaces"):
+        if key not in ("kubevirtNamespace", "usernames", "groups", "namespaces"):
             raise ConfigError(
-                ("exemptions", str(key)), "unknown key; known keys: groups, namespaces, usernames"
+                ("exemptions", str(key)),
+                "unknown key; known keys: groups, kubevirtNamespace, namespaces, usernames",
             )
+        if key == "kubevirtNamespace":
+            changes["kubevirt_namespace"] = _parse_string(data[key], ("exemptions", key))
+            continue
         values = data[key]
         if values is None:
             values = []
@@ -212,6 +245,22 @@ def _parse_exemptions(data: object, current: Exemptions) -> Exemptions:
             raise ConfigError(("exemptions", key), "must be a list of strings")
         changes[key] = frozenset(values)
     return replace(current, **changes)
+
+
+def _parse_slots(value: object) -> int | None:
+    if value == AUTO:
+        return None
+    if isinstance(value, str):
+        raise ConfigError(("hotplugSlots",), f"must be auto or an integer, got {value!r}")
+    return _parse_int(value, ("hotplugSlots",), minimum=0)
+
+
+def _parse_string(value: object, path: tuple[str, ...]) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ConfigError(path, f"must be a string, got {_kind(value)}")
+    return value
 
 
 def _parse_int(value: object, path: tuple[str, ...], *, minimum: int) -> int:

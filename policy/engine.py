@@ -9,21 +9,26 @@ from policy import paths
 from policy.annotations import (
     LEDGER,
     REQUEST,
+    STATUS,
     HotplugRequest,
     Ledger,
     parse_ledger,
+    parse_request,
     render_ledger,
     render_request,
     request_id,
 )
+from policy.capacity import recorded_boot_count
 from policy.catalogue import ORDER, RuleId
 from policy.changes import NO_CHANGES, Changes, diff
 from policy.config import OnPlainRemoval, PolicyConfig
+from policy.deadline import NO_DEADLINE, Deadline, DeadlineExceeded
 from policy.instances import Instance, parse_instance
 from policy.mutations import annotation_ops, convert_removals, guarded_keys, set_model_ops
 from policy.review import UNKNOWN_CONTEXT, Context, Mode, Operation, Review
+from policy.signing import SigningKeys, sign_request, signature_valid
 from policy.specrules import check_spec
-from policy.transitions import RULES, Situation, removal_eligible
+from policy.transitions import RULES, Situation, notes, removal_eligible
 from policy.verdicts import Action, Cause, CauseType, Finding, PatchOp, Verdict
 from policy.views import Spec, VirtualMachine, parse_spec, parse_vm
 
@@ -31,6 +36,8 @@ DEFAULT_CONFIG = PolicyConfig()
 RUNNING_STATUSES = frozenset({"Running", "Migrating"})
 ALLOWED = Verdict(allowed=True)
 NO_LEDGER = Ledger()
+MAX_ENTRIES = 256
+"""KubeVirt's limit on interfaces and on networks (CRD maxItems since v1.3, virt-api before)."""
 
 
 def evaluate(
@@ -39,20 +46,30 @@ def evaluate(
     config: PolicyConfig = DEFAULT_CONFIG,
     *,
     mode: Mode = Mode.MUTATE,
+    keys: SigningKeys | None = None,
+    deadline: Deadline = NO_DEADLINE,
 ) -> Verdict:
     """Judge one VirtualMachine admission request.
 
     In `Mode.MUTATE` the verdict carries the patch that makes the request safe and
     the causes found on the patched object; in `Mode.VALIDATE` nothing is patched
-    and what a mutation would have fixed is denied instead. Never raises on any
-    input shape.
+    and what a mutation would have fixed is denied instead. `keys` sign the
+    request annotation (without them it carries no signature, as offline). Never
+    raises on any input shape; raises `DeadlineExceeded` once `deadline` expired.
     """
     if review.operation not in (Operation.CREATE, Operation.UPDATE) or not isinstance(
         review.new, dict
     ):
         return ALLOWED
     new = parse_vm(review.new)
+    oversized = _oversized(new)
+    action = config.action(RuleId.KUBEVIRT_SPEC)
+    if oversized:  # refused before any work per interface
+        if action is Action.OFF:
+            return ALLOWED
+        return _verdict([Finding(cause=c, action=action) for c in oversized], [], [])
     old = parse_vm(review.old) if review.operation is Operation.UPDATE else None
+    _check(deadline)
     exempt = _exempt(review, config, new)
     vmi = parse_instance(context.vmi) if isinstance(context.vmi, dict) else None
     running = old is not None and (
@@ -84,27 +101,36 @@ def evaluate(
         if mutate and config.default_model_virtio and changes.plugged:
             ops.extend(set_model_ops(new, (iface.name for iface in changes.plugged)))
 
-    if config.action(RuleId.KUBEVIRT_SPEC) is not Action.OFF:
+    _check(deadline)
+    if action is not Action.OFF:
         causes = check_spec(
             spec, creating=review.operation is Operation.CREATE, kubevirt=context.kubevirt
         )
-        _collect(findings, config.action(RuleId.KUBEVIRT_SPEC), causes)
+        _collect(findings, action, causes)
 
-    if not exempt:
-        desired = (
-            _desired_annotations(new, old, spec, changes, vmi) if hot and old is not None else {}
-        )
-        target = _guard_annotations(
-            new,
-            old=old,
-            desired=desired,
-            config=config,
-            mode=mode,
-            findings=findings,
-            warnings=warnings,
-        )
-        if mutate:
-            ops.extend(annotation_ops(new, target))
+    # The annotation guard runs for everyone, exempt or not: any path that writes a VM
+    # (a pool copying its template, a restore applying patches) could forge a request.
+    identity = _Identity(new, old, review)
+    desired = (
+        _desired_annotations(new, old, spec, changes, vmi, identity=identity, keys=keys)
+        if hot and old is not None
+        else {}
+    )
+    target = _guard_annotations(
+        new,
+        old=old,
+        desired=desired,
+        config=config,
+        mode=mode,
+        controller=bool(config.controller_username)
+        and review.user.username == config.controller_username,
+        identity=identity,
+        keys=keys,
+        findings=findings,
+        warnings=warnings,
+    )
+    if mutate:
+        ops.extend(annotation_ops(new, target))
 
     if hot and old is not None:
         situation = Situation(
@@ -121,12 +147,47 @@ def evaluate(
         actions = config.rules
         for rule, check, trigger in RULES:
             if trigger(changes):
-                action = actions[rule]
-                if action is not Action.OFF:
-                    _collect(findings, action, check(situation))
+                rule_action = actions[rule]
+                if rule_action is not Action.OFF:
+                    _check(deadline)
+                    _collect(findings, rule_action, check(situation))
         warnings.extend(_unknowns(situation))
+        warnings.extend(notes(situation))
 
     return _verdict(findings, warnings, ops if mutate else [])
+
+
+def _check(deadline: Deadline) -> None:
+    if deadline.expired():
+        raise DeadlineExceeded
+
+
+def _oversized(vm: VirtualMachine) -> list[Cause]:
+    """Lists longer than KubeVirt accepts: refused before any work per entry is done."""
+    return [
+        Cause(
+            rule=RuleId.KUBEVIRT_SPEC,
+            type=CauseType.TOO_MANY,
+            field=field,
+            message=f"list exceeds the {MAX_ENTRIES} element limit in length ({count} entries); "
+            "the VM is not checked further",
+        )
+        for count, field in (
+            (vm.spec.interface_count, paths.INTERFACES),
+            (vm.spec.network_count, paths.NETWORKS),
+        )
+        if count > MAX_ENTRIES
+    ]
+
+
+class _Identity:
+    """The VM a request is signed for: its stored uid, namespace and name."""
+
+    def __init__(self, new: VirtualMachine, old: VirtualMachine | None, review: Review) -> None:
+        stored = old if old is not None else new
+        self.uid = stored.uid or new.uid
+        self.namespace = stored.namespace or new.namespace or review.namespace
+        self.name = stored.name or new.name
 
 
 def _exempt(review: Review, config: PolicyConfig, new: VirtualMachine) -> bool:
@@ -181,22 +242,44 @@ def _desired_annotations(
     spec: Spec,
     changes: Changes,
     vmi: Instance | None,
+    *,
+    identity: _Identity,
+    keys: SigningKeys | None,
 ) -> dict[str, str]:
-    """The request and ledger annotations a plug or unplug needs (mutations 2 and 3)."""
+    """The request and ledger annotations a plug or unplug needs (mutations 2 and 3).
+
+    The request carries the generation the VM gets when the change is stored: a hot
+    plug changes the spec, and kube-apiserver increments the generation of a custom
+    resource whose spec changed after the mutating and before the validating
+    webhooks, so both compute the same value from the old object.
+    """
     if not changes.hotplug:
         return {}
     request = HotplugRequest(
         id=request_id(new.uid or old.uid, ((i.name, i.absent) for i in spec.interfaces)),
         plug=tuple(iface.name for iface in changes.plugged),
         unplug=tuple(iface.name for iface in changes.unplugged),
+        generation=old.generation + 1,
     )
+    if keys is not None:
+        request = sign_request(
+            request,
+            uid=identity.uid,
+            namespace=identity.namespace,
+            name=identity.name,
+            key=keys.signing,
+        )
     previous = parse_ledger(old.annotations.get(LEDGER)) or NO_LEDGER
     run = vmi.uid if vmi is not None and vmi.uid else previous.vmi
-    kept = previous.interfaces if previous.vmi == run else ()
+    this_run = previous if previous.vmi == run else Ledger(vmi=run)
     present = {iface.name for iface in spec.interfaces if not iface.absent}
-    names = [name for name in kept if name in present]
-    names.extend(name for name in request.plug if name not in names)
-    ledger = Ledger(vmi=run, interfaces=tuple(names))
+    names = [name for name in this_run.interfaces if name in present]
+    listed = set(names)  # a set, not the list: thousands of plugs must not cost n² lookups
+    for name in request.plug:
+        if name not in listed:
+            names.append(name)
+            listed.add(name)
+    ledger = Ledger(vmi=run, interfaces=tuple(names), booted=recorded_boot_count(vmi, this_run))
     return {REQUEST: render_request(request), LEDGER: render_ledger(ledger)}
 
 
@@ -207,14 +290,20 @@ def _guard_annotations(
     desired: Mapping[str, str],
     config: PolicyConfig,
     mode: Mode,
+    controller: bool,
+    identity: _Identity,
+    keys: SigningKeys | None,
     findings: list[Finding],
     warnings: list[str],
 ) -> dict[str, str | None]:
     """Check the `hotplug-guard.io/` annotations; return the values they must end with.
 
-    A value the user set or changed that is neither the old one nor the one the
-    engine computes is forged (guarded-annotations). Values the engine computes
-    are always written; removed ones are restored.
+    A value anyone set or changed that is neither the old one nor the one the
+    engine computes is forged (guarded-annotations); only the companion
+    `controller` may write the status. Values the engine computes are always
+    written; removed ones are restored. A request signed with another accepted
+    key (by a replica that has not switched keys yet, during a rotation) counts as
+    the one computed here.
     """
     action = config.action(RuleId.GUARDED_ANNOTATIONS)
     old_annotations: Mapping[str, Any] = old.annotations if old is not None else {}
@@ -224,7 +313,9 @@ def _guard_annotations(
         value = new.annotations.get(key)
         before = old_annotations.get(key)
         wanted = desired.get(key, before)
-        if value == wanted:
+        if value == wanted or (controller and key == STATUS):
+            continue
+        if key == REQUEST and _signed_elsewhere(value, desired, identity, keys):
             continue
         if value is not None and value != before:
             if action is Action.OFF and key not in desired:
@@ -234,9 +325,9 @@ def _guard_annotations(
                     rule=RuleId.GUARDED_ANNOTATIONS,
                     type=CauseType.FORBIDDEN,
                     field=paths.annotation(key),
-                    message=f"'{key}' is managed by hotplug-guard and cannot be set by users "
-                    "(a forged value could make the controller migrate the VM); remove your "
-                    "change to it",
+                    message=f"'{key}' is managed by hotplug-guard: only its webhook (and its "
+                    "controller, for the status) may set it, since a forged value could make the "
+                    "controller migrate the VM; remove your change to it",
                 )
             )
         elif mode is Mode.VALIDATE and key in desired:
@@ -250,6 +341,30 @@ def _guard_annotations(
     if action is not Action.OFF:
         _collect(findings, action, forged)
     return target
+
+
+def _signed_elsewhere(
+    value: object, desired: Mapping[str, str], identity: _Identity, keys: SigningKeys | None
+) -> bool:
+    """True for the request this replica computed, signed with another accepted key."""
+    if keys is None or not keys.accepted:
+        return False
+    given = parse_request(value)
+    expected = parse_request(desired.get(REQUEST))
+    if given is None or expected is None:
+        return False
+    return (given.id, given.plug, given.unplug, given.generation) == (
+        expected.id,
+        expected.plug,
+        expected.unplug,
+        expected.generation,
+    ) and signature_valid(
+        given,
+        uid=identity.uid,
+        namespace=identity.namespace,
+        name=identity.name,
+        keys=keys.verifying,
+    )
 
 
 def _unknowns(s: Situation) -> Iterable[str]:

@@ -57,6 +57,7 @@ class Instance:
         self._spec: Spec | None = None
         self._status_interfaces: dict[str, StatusInterface] | None = None
         self._conditions: dict[str, Condition] | None = None
+        self._hotplugged_volumes: frozenset[str] | None = None
 
     @property
     def active(self) -> bool:
@@ -108,6 +109,19 @@ class Instance:
             )
         self._conditions = conditions
         return conditions
+
+    @property
+    def hotplugged_volumes(self) -> frozenset[str]:
+        """Volumes hot plugged into this run (`status.volumeStatus[].hotplugVolume` set)."""
+        if self._hotplugged_volumes is None:
+            self._hotplugged_volumes = frozenset(
+                [
+                    text(mapping(item).get("name"))
+                    for item in _list(mapping(self.raw.get("status")).get("volumeStatus"))
+                    if mapping(item).get("hotplugVolume") is not None
+                ]
+            )
+        return self._hotplugged_volumes
 
     def legacy_naming(self) -> bool:
         """True when KubeVirt would refuse to hot unplug from this VMI.

@@ -53,6 +53,11 @@ def convert_removals(vm: VirtualMachine, removals: Sequence[Removal]) -> Convers
     ):
         return None
     ops: list[PatchOp] = []
+    positions: dict[str, int] = {}  # first index of each name, built once: removals are many
+    for index, item in enumerate(interfaces):
+        name = mapping(item).get("name")
+        if isinstance(name, str):
+            positions.setdefault(name, index)
     new_interfaces = list(interfaces)
     new_networks = list(networks)
     added_interfaces: list[Any] = []
@@ -61,9 +66,7 @@ def convert_removals(vm: VirtualMachine, removals: Sequence[Removal]) -> Convers
         if removal.interface is not None:
             added_interfaces.append({**removal.interface.raw, "state": ABSENT})
         else:
-            index = next(
-                i for i, item in enumerate(interfaces) if mapping(item).get("name") == removal.name
-            )
+            index = positions[removal.name]
             pointer = f"{paths.POINTER_INTERFACES}/{index}"
             ops.append(PatchOp(op="test", path=f"{pointer}/name", value=removal.name))
             ops.append(PatchOp(op="add", path=f"{pointer}/state", value=ABSENT))

@@ -14,11 +14,26 @@ from typing import Any
 
 from policy import paths
 from policy.catalogue import RuleId
+from policy.cluster import Cluster, parse_cluster
 from policy.verdicts import Cause, CauseType
-from policy.views import ABSENT, Binding, Interface, Spec, mapping
+from policy.views import ABSENT, Binding, Interface, Spec
 
 RULE = RuleId.KUBEVIRT_SPEC
 STATES = frozenset({"", ABSENT, "up", "down"})
+STATES_BEFORE_V1_5 = frozenset({"", ABSENT})
+# The binding methods KubeVirt's webhook counts, by release (`hasInterfaceBindingMethod`,
+# `countInterfaceBindings`); discontinued ones still parse but count only up to v1.7.
+METHODS_V1_1 = frozenset(
+    {
+        Binding.BRIDGE,
+        Binding.SLIRP,
+        Binding.MASQUERADE,
+        Binding.SRIOV,
+        Binding.MACVTAP,
+        Binding.PASST,
+    }
+)
+METHODS_V1_8 = frozenset({Binding.BRIDGE, Binding.MASQUERADE, Binding.SRIOV, Binding.PASST_BINDING})
 MODELS = frozenset({"e1000", "e1000e", "igb", "ne2k_pci", "pcnet", "rtl8139", "virtio"})
 NAME = re.compile(r"[A-Za-z0-9-_]+")
 PCI_ADDRESS = re.compile(r"([0-9a-fA-F]{4}):([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7]{1})")
@@ -39,16 +54,21 @@ def _cause(kind: CauseType, field: str, message: str) -> Cause:
 def check_spec(
     spec: Spec, *, creating: bool, kubevirt: Mapping[str, Any] | None
 ) -> Iterator[Cause]:
-    """All causes KubeVirt's VM webhook would give for the network part of `spec`."""
+    """All causes KubeVirt's VM webhook would give for the network part of `spec`.
+
+    Where releases differ, the rules of the release in the KubeVirt CR apply; when
+    it is unknown, the newest ones (the strictest on bindings: exactly one).
+    """
+    cluster = parse_cluster(kubevirt)  # read only by the rules that differ by release
     for shape in spec.shapes:
         yield _cause(CauseType.INVALID, shape.field, f"must be {_article(shape.expected)}")
     yield from _network_sources(spec)
-    yield from _states(spec)
-    yield from _bindings(spec, kubevirt)
+    yield from _states(spec, cluster)
+    yield from _bindings(spec, cluster)
     yield from _unique_networks(spec)
     yield from _pairing(spec)
     yield from _formats(spec)
-    if creating:
+    if creating and not cluster.release.before(3):
         yield from _discontinued(spec)
 
 
@@ -91,19 +111,21 @@ def _network_sources(spec: Spec) -> Iterator[Cause]:
             break
 
 
-def _states(spec: Spec) -> Iterator[Cause]:
+def _states(spec: Spec, cluster: Cluster) -> Iterator[Cause]:
     default = next((net.name for net in spec.networks if net.default), None)
     for iface in spec.interfaces:
         if not iface.state:
             continue  # the common case: nothing to check, no field path to build
+        link_states = not cluster.release.before(5)  # up and down arrived in v1.5
+        states = STATES if link_states else STATES_BEFORE_V1_5
         field = paths.interface(iface.position, "state")
-        if iface.state not in STATES:
+        if iface.state not in states:
             yield _cause(
                 CauseType.INVALID,
                 field,
                 f"logical {iface.name} interface state value is unsupported: {iface.state}",
             )
-        if iface.state in ("up", "down") and Binding.SRIOV in iface.bindings:
+        if link_states and iface.state in ("up", "down") and Binding.SRIOV in iface.bindings:
             yield _cause(
                 CauseType.INVALID,
                 field,
@@ -124,17 +146,12 @@ def _states(spec: Spec) -> Iterator[Cause]:
             )
 
 
-def _bindings(spec: Spec, kubevirt: Mapping[str, Any] | None) -> Iterator[Cause]:
+def _bindings(spec: Spec, cluster: Cluster) -> Iterator[Cause]:
     networks = spec.networks_by_name
-    permit_pod_bridge = _permit_bridge_on_pod_network(kubevirt)
     for iface in spec.interfaces:
-        if len(iface.bindings) != 1:
-            yield _cause(
-                CauseType.INVALID,
-                paths.interface(iface.position),
-                f"logical {iface.name} interface must have exactly one binding method or "
-                "binding plugin",
-            )
+        cause = _binding_count(iface, cluster)
+        if cause is not None:
+            yield cause
         net = networks.get(iface.name)
         if Binding.MASQUERADE in iface.bindings:
             # KubeVirt looks the network up in a Go map: a missing one is a zero
@@ -156,7 +173,7 @@ def _bindings(spec: Spec, kubevirt: Mapping[str, Any] | None) -> Iterator[Cause]
             Binding.BRIDGE in iface.bindings
             and net is not None
             and "pod" in net.sources
-            and not permit_pod_bridge
+            and not cluster.permit_bridge_on_pod_network
         ):
             yield _cause(
                 CauseType.INVALID,
@@ -169,6 +186,36 @@ def _bindings(spec: Spec, kubevirt: Mapping[str, Any] | None) -> Iterator[Cause]
                 paths.interface(iface.position, "name"),
                 "PasstBinding interface only implemented with pod network",
             )
+
+
+def _binding_count(iface: Interface, cluster: Cluster) -> Cause | None:
+    """B1: exactly one binding from v1.9 (and when unknown); no plugin with a method before."""
+    bindings = iface.bindings
+    if len(bindings) == 1 and bindings[0] not in DISCONTINUED:
+        return None  # the common case, fine on every release
+    release = cluster.release
+    if release.before(1):
+        return None
+    if release.before(9):
+        methods = METHODS_V1_1 if release.before(8) else METHODS_V1_8
+        if Binding.PLUGIN not in iface.bindings or methods.isdisjoint(iface.bindings):
+            return None
+        return _cause(
+            CauseType.INVALID,
+            paths.interface(iface.position, "binding"),
+            f"logical {iface.name} interface cannot have both binding plugin and interface "
+            "binding method",
+        )
+    counted = iface.bindings
+    if release.known:  # v1.9 no longer counts the discontinued bindings
+        counted = tuple([b for b in iface.bindings if b in METHODS_V1_8 or b is Binding.PLUGIN])
+    if len(counted) == 1:
+        return None
+    return _cause(
+        CauseType.INVALID,
+        paths.interface(iface.position),
+        f"logical {iface.name} interface must have exactly one binding method or binding plugin",
+    )
 
 
 def _unique_networks(spec: Spec) -> Iterator[Cause]:
@@ -283,13 +330,6 @@ def mac_length(mac: str) -> int | None:
     else:
         return None
     return size if size in (6, 8, 20) else None
-
-
-def _permit_bridge_on_pod_network(kubevirt: Mapping[str, Any] | None) -> bool:
-    network = mapping(
-        mapping(mapping(mapping(kubevirt).get("spec")).get("configuration")).get("network")
-    )
-    return network.get("permitBridgeInterfaceOnPodNetwork") is not False
 
 
 def _article(noun: str) -> str:

@@ -8,20 +8,35 @@ change occurs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Final, final
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Final, final
 
 from policy import paths
 from policy.annotations import REQUEST, STATUS, Ledger, parse_request, parse_status
+from policy.capacity import Capacity, implicit_pod_interface, measure
 from policy.catalogue import RuleId
-from policy.changes import Changes
+from policy.changes import Changes, changed_fields
+from policy.cluster import (
+    EVICT,
+    HOTPLUG_NICS_GATE,
+    NAD_SWAP_GATE,
+    Cluster,
+    Release,
+    parse_cluster,
+)
 from policy.config import Completion, PolicyConfig
 from policy.instances import Instance, unfinished_migrations
 from policy.review import Context
-from policy.slots import estimate_pci, on_root_complex, slot_count, supports_pcie_hotplug
-from policy.values import Value
-from policy.verdicts import Cause, CauseType
-from policy.views import Binding, Interface, Network, Spec, VirtualMachine
+from policy.slots import (
+    FLAT_BUS_ARCHITECTURE,
+    SLOT_COUNT_ANNOTATION,
+    TOPOLOGY_ANNOTATION,
+    estimate_pci,
+    on_root_complex,
+    supports_pcie_hotplug,
+)
+from policy.verdicts import Action, Cause, CauseType
+from policy.views import ABSENT, Binding, Interface, Network, Spec, VirtualMachine, text
 
 AUTO_RESTART_HINT = "stop the VM, make the change, then start it"
 
@@ -58,6 +73,40 @@ class Situation:
         self.ledger: Final = ledger
         self._capacity: Capacity | None = None
         self._previous: tuple[bool | None] | None = None
+        self._cluster: Cluster | None = None
+        self._release: Release | None = None
+
+    @property
+    def cluster(self) -> Cluster:
+        """The KubeVirt CR of the context."""
+        if self._cluster is None:
+            self._cluster = parse_cluster(self.context.kubevirt)
+        return self._cluster
+
+    @property
+    def release(self) -> Release:
+        """The cluster's release; without one, the lower bound the VMI's annotations give."""
+        if self._release is None:
+            release = self.cluster.release
+            annotations = self.vmi.annotations if self.vmi is not None else {}
+            if not release.known and (
+                TOPOLOGY_ANNOTATION in annotations or SLOT_COUNT_ANNOTATION in annotations
+            ):
+                release = Release(version=(1, 6, 4), exact=False)  # both appeared in v1.6.4
+            self._release = release
+        return self._release
+
+    @property
+    def architecture(self) -> str:
+        """The VM's architecture (the template's, else what the VMI runs)."""
+        if self.spec.architecture or self.vmi is None:
+            return self.spec.architecture
+        return self.vmi.spec.architecture
+
+    @property
+    def flat_bus(self) -> bool:
+        """An architecture without PCIe ports, where KubeVirt reserves none."""
+        return self.architecture == FLAT_BUS_ARCHITECTURE
 
     @property
     def capacity(self) -> Capacity:
@@ -93,8 +142,8 @@ def _cause(rule: RuleId, field: str, message: str, kind: CauseType = CauseType.F
 def check_plug_binding(s: Situation) -> Iterator[Cause]:
     for iface in s.changes.plugged:
         binding = iface.binding
-        if binding is Binding.BRIDGE or binding is None:
-            continue  # no binding at all is a kubevirt-spec finding
+        if binding is Binding.BRIDGE or (binding is None and not _unbound_accepted(s, iface)):
+            continue  # no or several bindings are kubevirt-spec findings
         if binding is Binding.SRIOV and s.config.allow_sriov_plug:
             continue
         if binding is Binding.SRIOV:
@@ -103,7 +152,12 @@ def check_plug_binding(s: Situation) -> Iterator[Cause]:
                 "set allowSriovPlug to permit it)"
             )
         else:
-            name = "a binding plugin" if binding is Binding.PLUGIN else f"{binding.value} binding"
+            if binding is None:
+                name = "no binding"
+            elif binding is Binding.PLUGIN:
+                name = "a binding plugin"
+            else:
+                name = f"{binding.value} binding"
             reason = f"KubeVirt never hot plugs interfaces with {name}, it would silently ignore it"
         yield _cause(
             RuleId.PLUG_BINDING,
@@ -111,6 +165,11 @@ def check_plug_binding(s: Situation) -> Iterator[Cause]:
             f"'{iface.name}' cannot be hot plugged: {reason}; use 'bridge: {{}}' or "
             f"{AUTO_RESTART_HINT}",
         )
+
+
+def _unbound_accepted(s: Situation, iface: Interface) -> bool:
+    """No binding: KubeVirt's webhook accepts it before v1.9, its controller never plugs it."""
+    return not iface.bindings and s.release.before(9)
 
 
 def check_plug_model(s: Situation) -> Iterator[Cause]:
@@ -185,8 +244,8 @@ def check_nad_exists(s: Situation) -> Iterator[Cause]:
 
 
 def check_machine_type(s: Situation) -> Iterator[Cause]:
-    if supports_pcie_hotplug(s.spec):
-        return
+    if supports_pcie_hotplug(s.spec) or s.flat_bus:
+        return  # s390x hot plugs without ports; engine notes say it is unverified
     machine = s.spec.machine_type or "default"
     arch = s.spec.architecture or "default"
     for iface in s.changes.plugged:
@@ -199,62 +258,35 @@ def check_machine_type(s: Situation) -> Iterator[Cause]:
         )
 
 
-@final
-class Capacity(Value):
-    """KubeVirt's interface port reservation for the current run of the VM.
-
-    configured: kubevirt.io/pci-interface-slot-count, when set; slots: C, the
-    configured count or the policy's hotplugSlots; booted: N_boot, non-absent
-    interfaces the VM booted with; hotplugged: hot plugged earlier in this run
-    and still present.
-    """
-
-    FIELDS = ("root_complex", "configured", "slots", "booted", "hotplugged")
-
-    def __init__(
-        self,
-        *,
-        root_complex: bool,
-        configured: int | None,
-        slots: int,
-        booted: int,
-        hotplugged: tuple[str, ...],
-    ) -> None:
-        self.root_complex: Final = root_complex
-        self.configured: Final = configured
-        self.slots: Final = slots
-        self.booted: Final = booted
-        self.hotplugged: Final = hotplugged
-
-    @property
-    def limit(self) -> int:
-        return max(self.slots, self.booted)
+NO_LEDGER = Ledger()
 
 
-def current_run_ledger(s: Situation) -> tuple[str, ...]:
-    """Interfaces the ledger says were hot plugged in the VMI that runs now."""
+def current_run_ledger(s: Situation) -> Ledger:
+    """The ledger if it belongs to the VMI that runs now, else an empty one."""
     if s.vmi is not None and s.vmi.uid and s.ledger.vmi != s.vmi.uid:
-        return ()
-    return s.ledger.interfaces
+        return NO_LEDGER
+    return s.ledger
 
 
 def capacity(s: Situation) -> Capacity:
-    vmi_annotations = s.vmi.annotations if s.vmi is not None else {}
-    annotation_sets = (s.new.template_annotations, vmi_annotations, s.new.annotations)
-    configured = slot_count(*annotation_sets)
     ledger = current_run_ledger(s)
-    boot_spec = s.vmi.spec if s.vmi is not None else s.old.spec
-    present = set(s.spec.present_names()) if ledger else set()
-    return Capacity(
-        root_complex=on_root_complex(*annotation_sets),
-        configured=configured,
-        slots=configured if configured is not None else s.config.hotplug_slots,
-        booted=len([name for name in boot_spec.present_names() if name not in ledger]),
-        hotplugged=tuple([name for name in ledger if name in present]),
+    vmi_annotations = s.vmi.annotations if s.vmi is not None else {}
+    return measure(
+        vmi=s.vmi,
+        boot_spec=s.vmi.spec if s.vmi is not None else s.old.spec,
+        release=s.release,
+        ledger=ledger,
+        present=frozenset(s.spec.present_names()) if ledger.interfaces else frozenset(),
+        root_complex=on_root_complex(
+            s.new.template_annotations, vmi_annotations, s.new.annotations
+        ),
+        site=s.config.hotplug_slots,
     )
 
 
 def check_hotplug_slots(s: Situation) -> Iterator[Cause]:
+    if s.flat_bus:
+        return
     cap = s.capacity
     if cap.root_complex:
         spare = s.config.root_complex_spare_slots
@@ -272,24 +304,30 @@ def check_hotplug_slots(s: Situation) -> Iterator[Cause]:
     excess = present - cap.limit
     if excess <= 0:
         return
-    source = (
-        "kubevirt.io/pci-interface-slot-count" if cap.configured is not None else "hotplugSlots"
-    )
+    site = cap.site_limit
+    if site is not None and site < cap.ports:
+        why = (
+            f"the site policy allows {site} including existing ones (hotplugSlots={cap.site}, "
+            f"booted with {cap.booted})"
+        )
+    else:
+        why = cap.describe()
     for iface in s.changes.plugged[-excess:]:
         yield _cause(
             RuleId.HOTPLUG_SLOTS,
             paths.interface(iface.position),
-            f"'{iface.name}' would make {present} interfaces, but KubeVirt reserved PCIe ports "
-            f"for {cap.limit} including existing ones ({source}={cap.slots}, booted with "
-            f"{cap.booted}); unplug one first (state: absent) or {AUTO_RESTART_HINT}",
+            f"'{iface.name}' would make {present} interfaces, but {why}; unplug one first "
+            f"(state: absent) or {AUTO_RESTART_HINT}",
         )
 
 
 def check_pci_slots(s: Situation) -> Iterator[Cause]:
+    if s.flat_bus:
+        return
     cap = s.capacity
     # A plug into a port KubeVirt reserved at boot takes no new slot; only plugs
     # beyond the free reserved ports add devices to the bus.
-    reserved = 0 if cap.root_complex or not cap.booted else max(0, cap.slots - cap.booted)
+    reserved = 0 if cap.root_complex else max(0, cap.reservation.total - cap.disks)
     free_before = max(0, reserved - len(cap.hotplugged))
     free_after = max(0, free_before - len(s.changes.plugged))
     added = len(s.changes.plugged) - (free_before - free_after)
@@ -311,21 +349,41 @@ def check_pci_slots(s: Situation) -> Iterator[Cause]:
 def check_live_migratable(s: Situation) -> Iterator[Cause]:
     if s.vmi is None:
         return
-    needs_migration = s.config.completion is Completion.MIGRATION or any(
-        Binding.SRIOV in iface.bindings for iface in s.changes.plugged
-    )
     condition = s.vmi.conditions.get("LiveMigratable")
-    if not needs_migration or condition is None or condition.status != "False":
+    if condition is None or condition.status != "False":
         return
-    first = (s.changes.plugged + s.changes.unplugged)[0]
-    names = ", ".join(f"'{i.name}'" for i in s.changes.plugged + s.changes.unplugged)
     detail = ": ".join(part for part in (condition.reason, condition.message) if part)
-    yield _cause(
-        RuleId.LIVE_MIGRATABLE,
-        paths.interface(first.position),
-        f"{names} would reach the guest only through a live migration, but the VMI is not live "
-        f"migratable ({detail or 'LiveMigratable=False'}); {AUTO_RESTART_HINT}",
-    )
+    why = f"the VMI is not live migratable ({detail or 'LiveMigratable=False'})"
+    migration = s.config.completion is Completion.MIGRATION
+    plugged = s.changes.plugged
+    if plugged and (migration or any(Binding.SRIOV in iface.bindings for iface in plugged)):
+        names = ", ".join(f"'{i.name}'" for i in plugged)
+        yield _cause(
+            RuleId.LIVE_MIGRATABLE,
+            paths.interface(plugged[0].position),
+            f"{names} would reach the guest only through a live migration, but {why}; "
+            f"{AUTO_RESTART_HINT}",
+        )
+        return
+    # An unplug leaves the guest at once (virt-launcher detaches an absent NIC on
+    # sync); only the pod interface waits for a migration, and since v1.6 KubeVirt
+    # restarts a VM that cannot migrate for it when the CR lists Evict.
+    unplugged = s.changes.unplugged
+    if (
+        unplugged
+        and migration
+        and EVICT in s.cluster.workload_update_methods
+        and not s.release.before(6)
+    ):
+        names = ", ".join(f"'{i.name}'" for i in unplugged)
+        yield _cause(
+            RuleId.LIVE_MIGRATABLE,
+            paths.interface(unplugged[0].position, "state"),
+            f"{names} would leave the guest at once, but its pod interface stays until a "
+            f"migration; {why} and the KubeVirt CR lists Evict in "
+            f"spec.workloadUpdateStrategy.workloadUpdateMethods, so {s.release.name} would evict "
+            f"(restart) the VM to finish; {AUTO_RESTART_HINT}",
+        )
 
 
 def check_unplug_legacy_naming(s: Situation) -> Iterator[Cause]:
@@ -392,44 +450,231 @@ def _ineligible_reason(iface: Interface | None, net: Network | None, vmi: Instan
 
 
 def check_restart_required(s: Situation) -> Iterator[Cause]:
+    # From v1.6 KubeVirt compares the VM template with the VMI (`IsRestartRequired`):
+    # a change back to what runs clears RestartRequired, and an entry the VMI does
+    # not have yet is hot plugged as it is. Before, and without a VMI, the old VM
+    # is the best picture of what runs.
+    vmi = s.vmi.spec if s.vmi is not None and s.release.at_least(6) else None
+    when = f"{s.release.name if s.release.known else 'KubeVirt'} applies this only after a restart"
     for change in s.changes.modified:
+        fields = change.fields
         if change.interface is not None:
+            if vmi is not None:
+                running = vmi.raw_interfaces.get(change.name)
+                if running is None:
+                    continue
+                fields = changed_fields(running[1], change.interface.raw, ignore="state")
+                if not fields:
+                    continue
             yield _cause(
                 RuleId.RESTART_REQUIRED,
                 paths.interface(change.interface.position),
-                f"interface '{change.name}' changed ({', '.join(change.fields)}); KubeVirt "
-                "applies this only after a restart",
+                f"interface '{change.name}' changed ({', '.join(fields)}); {when}",
                 CauseType.INVALID,
             )
         elif change.network is not None:
-            note = (
-                " (KubeVirt v1.8+ swaps networkName with a live migration)"
-                if change.fields == ("multus",)
-                else ""
-            )
+            before = s.old.spec.raw_networks.get(change.name)
+            if vmi is not None:
+                before = vmi.raw_networks.get(change.name)
+                if before is None:
+                    continue
+                fields = changed_fields(before[1], change.network.raw)
+                if not fields:
+                    continue
+            swap = before is not None and _only_nad_changed(before[1], change.network.raw)
+            if swap and _nad_swap_live(s):
+                continue
             yield _cause(
                 RuleId.RESTART_REQUIRED,
                 paths.network(change.network.position),
-                f"network '{change.name}' changed ({', '.join(change.fields)}); KubeVirt applies "
-                f"this only after a restart{note}",
+                f"network '{change.name}' changed ({', '.join(fields)}); {when}"
+                f"{_nad_swap_note(s) if swap else ''}",
+                CauseType.INVALID,
+            )
+    if s.changes.declared and not s.changes.plugged:  # with a plug, implicit-pod-network judges
+        pod = running_pod_interface(s)
+        problem = declaration_problem(s, pod) if pod is not None else None
+        if problem is not None:
+            yield _cause(
+                RuleId.RESTART_REQUIRED,
+                paths.interface(s.changes.declared[0].position),
+                f"{problem}; {when}",
                 CauseType.INVALID,
             )
 
 
+def _only_nad_changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
+    """Only `multus.networkName` differs (a NAD swap)."""
+    old, new = before.get("multus"), after.get("multus")
+    if (
+        not isinstance(old, dict)
+        or not isinstance(new, dict)
+        or changed_fields(before, after) != ("multus",)
+    ):
+        return False
+    return changed_fields(old, new) == ("networkName",)
+
+
+def _nad_swap_live(s: Situation) -> bool:
+    """KubeVirt swaps the NAD of a running VM: always from v1.9, with its gate in v1.8."""
+    return s.release.at_least(9) or (
+        s.release.at_least(8) and NAD_SWAP_GATE in s.cluster.feature_gates
+    )
+
+
+def _nad_swap_note(s: Situation) -> str:
+    if s.release.at_least(8):
+        return f" (enable the {NAD_SWAP_GATE} feature gate to swap it with a live migration)"
+    return " (KubeVirt v1.8+ swaps networkName with a live migration)"
+
+
+def running_pod_interface(s: Situation) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The pod interface and network KubeVirt added by itself (None: there is none).
+
+    Only for a VM whose old template lists no interfaces and networks. The VMI's
+    entries when known; else what KubeVirt adds: `{name: default, <the CR's
+    defaultNetworkInterface, bridge upstream>: {}}` on `{name: default, pod: {}}`.
+    """
+    if not implicit_pod_interface(s.old.spec):
+        return None
+    if s.vmi is not None:
+        spec = s.vmi.spec
+        for net in spec.networks:
+            if net.pod:
+                entry = spec.raw_interfaces.get(net.name)
+                return (entry[1] if entry is not None else {"name": net.name}), net.raw
+        return None  # autoattachPodInterface: false, or a multus default network
+    return {"name": "default", s.cluster.default_interface: {}}, {"name": "default", "pod": {}}
+
+
+def declaration_problem(s: Situation, running: tuple[dict[str, Any], dict[str, Any]]) -> str | None:
+    """How the new template's pod interface differs from the one that runs; None if it matches."""
+    iface, net = running
+    name = text(iface.get("name"))
+    declared = s.spec.raw_interfaces.get(name)
+    declared_net = s.spec.raw_networks.get(name)
+    if declared is None or declared_net is None or declared_net[1].get("pod") is None:
+        return f"the template does not declare '{name}' as it runs: {flow(iface)} on {flow(net)}"
+    if not changed_fields(iface, declared[1], ignore="state") and not changed_fields(
+        net, declared_net[1]
+    ):
+        return None
+    if s.vmi is None and not s.cluster.known and _default_binding_only(declared[1]):
+        return None  # without the CR, either binding KubeVirt can be configured with may run
+    runs = "the VMI runs" if s.vmi is not None else "KubeVirt adds"
+    return f"the template declares {flow(declared[1])} but {runs} {flow(iface)}"
+
+
+def _default_binding_only(iface: Mapping[str, Any]) -> bool:
+    keys = set(iface) - {"name", "state"}
+    return keys in ({"bridge"}, {"masquerade"}) and all(iface[k] == {} for k in keys)
+
+
+def flow(value: object) -> str:
+    """`value` in YAML flow style, `name` first: `{name: default, bridge: {}}`."""
+    if isinstance(value, dict):
+        keys = sorted(value, key=lambda key: key != "name")
+        return "{" + ", ".join([f"{key}: {flow(value[key])}" for key in keys]) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join([flow(item) for item in value]) + "]"
+    if isinstance(value, bool) or value is None:
+        return "null" if value is None else str(value).lower()
+    return str(value)
+
+
 def check_implicit_pod_network(s: Situation) -> Iterator[Cause]:
-    old = s.old.spec
-    if old.interfaces_listed or old.networks_listed:
+    running = running_pod_interface(s)
+    if running is None:
         return
-    if any(net.pod for net in s.spec.networks):
-        return
-    iface = s.changes.plugged[0]
+    iface, net = running
+    name = text(iface.get("name"))
+    if name in s.spec.raw_interfaces or name in s.spec.raw_networks:
+        problem = declaration_problem(s, running)
+        if problem is None:
+            return
+        what = f"{problem}, which changes it at the next restart; declare it as it runs"
+    else:
+        plugged = s.changes.plugged[0].name
+        what = f"plugging '{plugged}' would drop it at the next restart; also declare it"
     yield _cause(
         RuleId.IMPLICIT_POD_NETWORK,
         paths.INTERFACES,
-        f"the VM relies on the pod network KubeVirt adds implicitly; plugging '{iface.name}' "
-        "would drop it at the next restart; also declare it: interfaces: [{name: default, "
-        "masquerade: {}}] and networks: [{name: default, pod: {}}]",
+        f"the VM relies on the pod network KubeVirt adds implicitly; {what}: interfaces: "
+        f"[{flow(iface)}] and networks: [{flow(net)}]",
     )
+
+
+def check_kubevirt_release(s: Situation) -> Iterator[Cause]:
+    release = s.release
+    if release.before(1):
+        reason = (
+            f"{release.name} hot plugs interfaces only through virtctl addinterface and "
+            "removeinterface; an edited VM changes at its next restart"
+        )
+        fix = "use virtctl"
+    elif release.before(4) and HOTPLUG_NICS_GATE not in s.cluster.feature_gates:
+        reason = (
+            f"{release.name} hot plugs interfaces only with the {HOTPLUG_NICS_GATE} feature gate, "
+            "which the KubeVirt CR does not list in "
+            "spec.configuration.developerConfiguration.featureGates, so the change would wait "
+            "for a restart"
+        )
+        fix = "enable the gate"
+    else:
+        return
+    for iface in s.changes.plugged:
+        yield _cause(
+            RuleId.KUBEVIRT_RELEASE,
+            paths.interface(iface.position),
+            f"'{iface.name}' cannot be hot plugged: {reason}; {fix} or {AUTO_RESTART_HINT}",
+        )
+    for iface in s.changes.unplugged:
+        yield _cause(
+            RuleId.KUBEVIRT_RELEASE,
+            paths.interface(iface.position, "state"),
+            f"'{iface.name}' cannot be hot unplugged: {reason}; {fix} or {AUTO_RESTART_HINT}",
+        )
+
+
+def notes(s: Situation) -> Iterator[str]:
+    """Warnings about how the release affects an allowed change (each rule can mute its own)."""
+    changes = s.changes
+    release = s.release
+    actions = s.config.rules
+    if changes.hotplug and actions[RuleId.KUBEVIRT_RELEASE] is not Action.OFF and not release.known:
+        yield (
+            f"{RuleId.KUBEVIRT_RELEASE}: the KubeVirt release is unknown (no "
+            "status.observedKubeVirtVersion in a KubeVirt CR); judged by the rules of "
+            "v1.0-v1.5: PCIe ports for 4 interfaces including existing ones"
+        )
+    if release.before(6) and actions[RuleId.RESTART_REQUIRED] is not Action.OFF:
+        names = [iface.name for iface in changes.plugged + changes.unplugged]
+        names.extend(_link_state_changes(s))
+        if names:
+            yield (
+                f"{RuleId.RESTART_REQUIRED}: {release.name} also marks the VM RestartRequired "
+                f"for {', '.join(repr(n) for n in names)} until it restarts (before v1.6 every "
+                "interface change does)"
+            )
+    if changes.plugged and s.flat_bus and actions[RuleId.MACHINE_TYPE] is not Action.OFF:
+        yield (
+            f"{RuleId.MACHINE_TYPE}: hot plug on s390x is unverified: KubeVirt v1.9 runs its "
+            "bridge hot plug tests there (earlier releases do not) and its flat bus has no PCIe "
+            "ports to count"
+        )
+
+
+def _link_state_changes(s: Situation) -> list[str]:
+    """Interfaces whose link state (up, down or unset) changed."""
+    names = []
+    for iface in s.spec.interfaces:
+        entry = s.old.spec.raw_interfaces.get(iface.name)
+        if entry is None or iface.absent:
+            continue
+        before = text(entry[1].get("state"))
+        if before not in (ABSENT, iface.state):
+            names.append(iface.name)
+    return names
 
 
 def check_hotplug_in_progress(s: Situation) -> Iterator[Cause]:
@@ -500,11 +745,12 @@ def _removals(c: Changes) -> bool:
 
 
 def _modifications(c: Changes) -> bool:
-    return bool(c.modified)
+    return bool(c.modified or c.declared)
 
 
 # (rule, check, the kind of change it judges): a rule runs only when its kind occurs.
 RULES: tuple[tuple[RuleId, Rule, Trigger], ...] = (
+    (RuleId.KUBEVIRT_RELEASE, check_kubevirt_release, _hotplug),
     (RuleId.PLUG_BINDING, check_plug_binding, _plugs),
     (RuleId.PLUG_MODEL, check_plug_model, _plugs),
     (RuleId.PLUG_NETWORK, check_plug_network, _plugs),

@@ -20,6 +20,7 @@ class CauseType(enum.StrEnum):
     FORBIDDEN = "FieldValueForbidden"
     REQUIRED = "FieldValueRequired"
     DUPLICATE = "FieldValueDuplicate"
+    TOO_MANY = "FieldValueTooMany"
 
 
 class Action(enum.StrEnum):

@@ -150,6 +150,9 @@ class Spec:
             self.devices.get("interfaces"), ".domain.devices.interfaces"
         )
         self._raw_networks = self._list(spec.get("networks"), ".networks")
+        # Entry counts, known before any per-entry work (the engine refuses oversized lists).
+        self.interface_count = len(self._raw_interfaces)
+        self.network_count = len(self._raw_networks)
         self.interfaces_listed = bool(self._raw_interfaces)
         self.networks_listed = bool(self._raw_networks)
         self._interfaces: tuple[Interface, ...] | None = None
@@ -286,6 +289,7 @@ class VirtualMachine(Value):
         "name",
         "namespace",
         "uid",
+        "generation",
         "annotations",
         "annotations_shape_ok",
         "template_annotations",
@@ -300,6 +304,7 @@ class VirtualMachine(Value):
         name: str,
         namespace: str,
         uid: str,
+        generation: int,
         annotations: dict[str, Any],
         annotations_shape_ok: bool,
         template_annotations: dict[str, Any],
@@ -310,6 +315,7 @@ class VirtualMachine(Value):
         self.name: Final = name
         self.namespace: Final = namespace
         self.uid: Final = uid
+        self.generation: Final = generation
         self.annotations: Final = annotations
         self.annotations_shape_ok: Final = annotations_shape_ok
         self.template_annotations: Final = template_annotations
@@ -328,6 +334,11 @@ def text(value: object) -> str:
     return value if isinstance(value, str) else ""
 
 
+def positive_int(value: object) -> int:
+    """`value` if it is a positive JSON integer, else 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
 def parse_spec(spec: object, *, base: str = paths.SPEC) -> Spec:
     """View of a VM template spec or VMI spec; `base` prefixes shape field paths."""
     return Spec(spec, base=base)
@@ -344,6 +355,7 @@ def parse_vm(obj: object) -> VirtualMachine:
         name=text(metadata.get("name")),
         namespace=text(metadata.get("namespace")),
         uid=text(metadata.get("uid")),
+        generation=positive_int(metadata.get("generation")),
         annotations=mapping(annotations),
         annotations_shape_ok=annotations is None or isinstance(annotations, dict),
         template_annotations=mapping(mapping(template.get("metadata")).get("annotations")),

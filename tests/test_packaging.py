@@ -79,3 +79,27 @@ def test_the_cli_runs_from_the_wheel_alone(wheel: Path, tmp_path: Path) -> None:
     assert where.startswith(str(unpacked))
     assert "hotplugSlots" in python("-m", "hotplug_guard", "config")
     assert "--cert-dir" in python("-m", "hotplug_guard", "serve", "--help")
+
+
+# Versions that fixed the advisories docs/security.md lists; the floors may only rise.
+FIXED_IN = {
+    "gunicorn": "23.0",  # CVE-2024-6827, request smuggling
+    "flask": "3.1.3",
+    "werkzeug": "3.1.6",
+    "urllib3": "2.7.0",
+    "cryptography": "50.0.0",
+}
+
+
+def test_dependency_floors_exclude_releases_with_known_advisories() -> None:
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    floors = {}
+    for text in project["dependencies"]:
+        requirement = Requirement(text)
+        lows = [Version(s.version) for s in requirement.specifier if s.operator == ">="]
+        floors[requirement.name.lower()] = max(lows, default=Version("0"))
+    for name, fixed in FIXED_IN.items():
+        assert floors.get(name, Version("0")) >= Version(fixed), f"{name} admits < {fixed}"

@@ -6,6 +6,7 @@ source are injected, which is how tests replace them.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -14,6 +15,8 @@ import jsonpatch
 
 from policy import Context, Mode, Operation, PolicyConfig, Review, Verdict
 from policy.config import ContextUnavailable
+from policy.deadline import Deadline, DeadlineExceeded
+from policy.signing import SigningKeys
 from webhook.context import ContextSource, ContextState
 from webhook.reviews import (
     AdmissionRequest,
@@ -33,14 +36,41 @@ CONTEXT_REFUSAL = Refusal(
     "changes cannot be checked; retry in a few seconds (policy contextUnavailable: deny)",
 )
 CONTEXT_AUDIT_KEY = "context"
+DEADLINE_REFUSAL = Refusal(
+    code=504,
+    reason="Timeout",
+    message="deadline: the review did not finish within the time kube-apiserver gives the "
+    "webhook; retry, and if it persists see the webhook's CPU and the request's size",
+)
+DEADLINE_WARNING = (
+    "the mutation did not finish within its time budget and was skipped; the validating "
+    "webhook still judges the request"
+)
 
 
 class Evaluator(Protocol):
     """The engine's entry point, `policy.evaluate`."""
 
     def __call__(
-        self, review: Review, context: Context, config: PolicyConfig, *, mode: Mode
+        self,
+        review: Review,
+        context: Context,
+        config: PolicyConfig,
+        *,
+        mode: Mode,
+        keys: SigningKeys | None,
+        deadline: Deadline,
     ) -> Verdict: ...
+
+
+class MonotonicDeadline:
+    """The engine's `Deadline` at a `time.monotonic()` instant."""
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+    def expired(self) -> bool:
+        return time.monotonic() >= self.at
 
 
 class PatchSelfCheckError(Exception):
@@ -49,23 +79,49 @@ class PatchSelfCheckError(Exception):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Admission:
-    """Answers parsed requests with the injected engine, config and context source."""
+    """Answers parsed requests with the injected engine, config, context source and the
+    keys that sign hot plug requests.
+    """
 
     evaluate: Evaluator
     config: PolicyConfig
     context: ContextSource
+    keys: SigningKeys | None = None
 
-    def answer(self, request: AdmissionRequest, *, mode: Mode, deadline: float) -> Answer:
-        """The answer to `request`; `deadline` (monotonic) bounds waiting for cluster context.
+    def readiness(self) -> str | None:
+        """Why this worker should not get reviews yet, or None when it is ready.
+
+        KubeVirt's controller is exempt by the namespace the policy names; if KubeVirt
+        does not run there, the exemption belongs to whoever can create that namespace.
+        """
+        if not self.context.ready():
+            return "cluster caches are not synced yet"
+        namespace = self.config.exemptions.kubevirt_namespace
+        if namespace and self.context.kubevirt_runs_in(namespace) is False:
+            return (
+                f"no KubeVirt CR in namespace '{namespace}' (policy exemptions.kubevirtNamespace): "
+                "its kubevirt-controller service account would be exempt by a name anyone who "
+                "can create that namespace could claim; set the namespace KubeVirt runs in"
+            )
+        return None
+
+    def answer(
+        self, request: AdmissionRequest, *, mode: Mode, context_deadline: float, deadline: float
+    ) -> Answer:
+        """The answer to `request`; `context_deadline` bounds waiting for cluster context and
+        `deadline` the whole review (both `time.monotonic()`).
 
         Misrouted requests (not a VirtualMachine) and DELETE/CONNECT pass untouched so
-        that a too-wide webhook registration never breaks the cluster.
+        that a too-wide webhook registration never breaks the cluster. A review that
+        reaches its deadline is never answered late: `/validate` refuses it (it fails
+        closed, as registered) and `/mutate` lets it through unpatched (it fails open,
+        and the validating webhook still judges the request).
         """
         if not request.is_virtual_machine:
             return Answer(disposition=Disposition.MISROUTED)
         if request.operation in (Operation.DELETE, Operation.CONNECT):
             return Answer(disposition=Disposition.UNTOUCHED)
-        lookup = self.context.lookup(request.namespace, _name(request), deadline=deadline)
+        lookup = self.context.lookup(request.namespace, _name(request), deadline=context_deadline)
         warnings: tuple[str, ...] = ()
         audit: dict[str, str] = {}
         if lookup.state is ContextState.UNSYNCED:
@@ -75,7 +131,19 @@ class Admission:
                 return Answer(disposition=Disposition.REFUSED, refusal=CONTEXT_REFUSAL)
             warnings = (CONTEXT_WARNING,)
             audit = {CONTEXT_AUDIT_KEY: "unavailable"}
-        verdict = self.evaluate(request.review(), lookup.context, self.config, mode=mode)
+        try:
+            verdict = self.evaluate(
+                request.review(),
+                lookup.context,
+                self.config,
+                mode=mode,
+                keys=self.keys,
+                deadline=MonotonicDeadline(deadline),
+            )
+        except DeadlineExceeded:
+            if mode is Mode.VALIDATE:
+                return Answer(disposition=Disposition.TIMED_OUT, refusal=DEADLINE_REFUSAL)
+            return Answer(disposition=Disposition.TIMED_OUT, warnings=(DEADLINE_WARNING,))
         return Answer(
             disposition=Disposition.EVALUATED, verdict=verdict, warnings=warnings, audit=audit
         )

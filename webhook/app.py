@@ -34,18 +34,27 @@ from webhook.reviews import (
     render_review,
 )
 
-MAX_BODY_BYTES = 7 * 1024 * 1024
-"""Larger bodies get HTTP 413; kube-apiserver's own request limit keeps reviews far below."""
+MAX_BODY_BYTES = 3 * 1024 * 1024 + 256 * 1024
+"""Larger bodies get HTTP 413. kube-apiserver refuses write requests over 3 MiB and etcd
+stores objects of up to 1.5 MiB, so every CREATE kube-apiserver accepts and every UPDATE
+whose object and oldObject can be stored fits, with room for the envelope. The limit also
+bounds memory: parsing takes up to about 17 times a body's size (see the serving worker)."""
 DRAIN_BYTES = 64 * 1024
 DEFAULT_TIMEOUT_SECONDS = 10.0
 """kube-apiserver's default `timeoutSeconds`, used when the request has no `?timeout=`."""
 TIMEOUT_MARGIN_SECONDS = 0.5
-"""Time kept back from the apiserver's budget for evaluating, rendering and the network."""
+"""Time kept back from the apiserver's budget for rendering the answer and the network."""
 CONTEXT_WAIT_SECONDS = 2.0
 """Longest a review waits for caches still syncing before it goes on with unknown context."""
+EVALUATION_SECONDS = 0.25
+"""Kept for the evaluation after waiting for context (it takes milliseconds)."""
 
 LOG = logging.getLogger(REVIEW_LOGGER)
+STATUS_LOG = logging.getLogger("hotplug_guard.webhook")
+MAX_DURATION_CHARS = 32
+"""kube-apiserver sends `timeout=<N>s`; longer values are not durations it would send."""
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(h|ms|us|µs|ns|m|s)")
+_DURATIONS = re.compile(r"(?:(?:\d+(?:\.\d*)?|\.\d+)(?:h|ms|us|µs|ns|m|s))+")
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
 
 
@@ -71,9 +80,15 @@ def create_app(*, admission: Admission, metrics: Metrics) -> Flask:
                 # do not let the server drain an oversized body to keep the connection
                 response.headers["Connection"] = "close"
             return response
-        deadline = started + _context_budget(_timeout_parameter(request.query_string))
+        budget = _budget(_timeout_parameter(request.query_string))
         try:
-            answer = admission.answer(parsed, mode=mode, deadline=deadline)
+            answer = admission.answer(
+                parsed,
+                mode=mode,
+                context_deadline=started
+                + max(0.0, min(CONTEXT_WAIT_SECONDS, budget - EVALUATION_SECONDS)),
+                deadline=started + budget,
+            )
             document = render_review(envelope, answer, mode=mode)
             check_patch(parsed, answer, document)
         except Exception:
@@ -106,11 +121,18 @@ def create_app(*, admission: Admission, metrics: Metrics) -> Flask:
     def healthz() -> Response:
         return Response("ok\n", mimetype="text/plain")
 
+    reported: list[str | None] = [None]
+
     @app.get("/readyz")
     def readyz() -> Response:
-        if admission.context.ready():
+        reason = admission.readiness()
+        if reason != reported[0]:
+            reported[0] = reason
+            if reason is not None and admission.context.ready():
+                STATUS_LOG.error("not ready: %s", reason)
+        if reason is None:
             return Response("ready\n", mimetype="text/plain")
-        return Response("cluster caches are not synced yet\n", 503, mimetype="text/plain")
+        return Response(f"{reason}\n", 503, mimetype="text/plain")
 
     @app.get("/metrics")
     def metrics_endpoint() -> Response:
@@ -146,24 +168,22 @@ def _timeout_parameter(query: bytes) -> str | None:
 
 
 @functools.lru_cache(maxsize=64)
-def _context_budget(timeout: str | None) -> float:
-    """Seconds a review may wait for cluster context, from the apiserver's `?timeout=`."""
+def _budget(timeout: str | None) -> float:
+    """Seconds a review may take, from the apiserver's `?timeout=` less a margin."""
     seconds = parse_duration(timeout) if timeout else None
     total = DEFAULT_TIMEOUT_SECONDS if seconds is None else seconds
-    return max(0.0, min(CONTEXT_WAIT_SECONDS, total - TIMEOUT_MARGIN_SECONDS))
+    return max(0.0, total - TIMEOUT_MARGIN_SECONDS)
 
 
 def parse_duration(text: str) -> float | None:
-    """A Go duration such as `10s` or `1m30s` in seconds; None if it is not one."""
-    position, seconds = 0, 0.0
-    for match in _DURATION.finditer(text):
-        if match.start() != position:
-            return None
-        seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        position = match.end()
-    if position != len(text) or not text:
+    """A Go duration such as `10s` or `1m30s` in seconds; None if it is not one.
+
+    Checked whole, anchored and length-capped before it is split, so no value costs more
+    than a scan of `MAX_DURATION_CHARS` characters.
+    """
+    if not text or len(text) > MAX_DURATION_CHARS or not _DURATIONS.fullmatch(text):
         return None
-    return seconds
+    return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION.findall(text))
 
 
 def _record(
@@ -185,6 +205,8 @@ def _record(
     metrics.duration.labels(endpoint).observe(duration)
     if answer.disposition is Disposition.MISROUTED:
         metrics.misrouted.labels(endpoint).inc()
+    elif answer.disposition is Disposition.TIMED_OUT:
+        metrics.timed_out.labels(endpoint).inc()
     result = "denied" if not allowed else "mutated" if patched else "allowed"
     for finding in answer.verdict.findings:
         metrics.rule_results.labels(finding.cause.rule, finding.action.value, result).inc()

@@ -5,6 +5,9 @@ watch from the list's resourceVersion, resume from the last seen version when
 the watch ends, and relist on 410 Gone or any other failure. Reviews read the
 in-memory `Store`s only, so no API call happens on the hot path once synced.
 
+Each cache keeps only the fields the engine reads (`Resource.keep`): a VMI's cloud-init
+user data and every object's managedFields never sit in a worker's memory.
+
 Least privilege: the service account needs get/list/watch on
 virtualmachineinstances, virtualmachineinstancemigrations and kubevirts
 (`kubevirt.io`) and network-attachment-definitions (`k8s.cni.cncf.io`), nothing else.
@@ -68,22 +71,89 @@ def load_client_configuration(
     return configuration
 
 
+Projection = Callable[[Mapping[str, Any]], dict[str, Any]]
+
+
+def _pick(data: object, *keys: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        return {}
+    return {key: data[key] for key in keys if key in data}
+
+
+def _metadata(item: Mapping[str, Any], *extra: str) -> dict[str, Any]:
+    return _pick(item.get("metadata"), "name", "namespace", "uid", *extra)
+
+
+def keep_vmi(item: Mapping[str, Any]) -> dict[str, Any]:
+    """What the engine reads of a VMI: identity, `kubevirt.io/` annotations, the domain and
+    networks, phase, interface status, conditions and which volumes were hot plugged. Not
+    kept: volumes (cloud-init user data, secret references), managedFields and the rest of
+    the status.
+    """
+    metadata = _metadata(item)
+    annotations = (item.get("metadata") or {}).get("annotations")
+    if isinstance(annotations, dict):
+        metadata["annotations"] = {
+            key: value for key, value in annotations.items() if key.startswith("kubevirt.io/")
+        }
+    status = _pick(item.get("status"), "phase", "interfaces", "conditions")
+    volumes = (item.get("status") or {}).get("volumeStatus")
+    if isinstance(volumes, list):  # which volumes were hot plugged (they take PCIe ports)
+        status["volumeStatus"] = [_pick(volume, "name", "hotplugVolume") for volume in volumes]
+    return {
+        "metadata": metadata,
+        "spec": _pick(item.get("spec"), "domain", "networks", "architecture"),
+        "status": status,
+    }
+
+
+def keep_migration(item: Mapping[str, Any]) -> dict[str, Any]:
+    """Which VMI a migration moves and its phase."""
+    metadata = _metadata(item, "generateName")
+    labels = (item.get("metadata") or {}).get("labels")
+    if isinstance(labels, dict) and MIGRATION_VMI_LABEL in labels:
+        metadata["labels"] = {MIGRATION_VMI_LABEL: labels[MIGRATION_VMI_LABEL]}
+    return {
+        "metadata": metadata,
+        "spec": _pick(item.get("spec"), "vmiName"),
+        "status": _pick(item.get("status"), "phase"),
+    }
+
+
+def keep_kubevirt(item: Mapping[str, Any]) -> dict[str, Any]:
+    """The KubeVirt CR's spec and status (one small object), without managedFields."""
+    return {"metadata": _metadata(item), **_pick(item, "spec", "status")}
+
+
+def keep_name(item: Mapping[str, Any]) -> dict[str, Any]:
+    """Only that the object exists."""
+    return {"metadata": _metadata(item)}
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Resource:
-    """A listable custom resource."""
+    """A listable custom resource, and what of each object its cache keeps."""
 
     group: str
     version: str
     plural: str
+    keep: Projection
 
     def __str__(self) -> str:
         return f"{self.plural}.{self.group}"
 
 
-VMIS = Resource(group="kubevirt.io", version="v1", plural="virtualmachineinstances")
-MIGRATIONS = Resource(group="kubevirt.io", version="v1", plural="virtualmachineinstancemigrations")
-KUBEVIRTS = Resource(group="kubevirt.io", version="v1", plural="kubevirts")
-NADS = Resource(group="k8s.cni.cncf.io", version="v1", plural="network-attachment-definitions")
+VMIS = Resource(group="kubevirt.io", version="v1", plural="virtualmachineinstances", keep=keep_vmi)
+MIGRATIONS = Resource(
+    group="kubevirt.io",
+    version="v1",
+    plural="virtualmachineinstancemigrations",
+    keep=keep_migration,
+)
+KUBEVIRTS = Resource(group="kubevirt.io", version="v1", plural="kubevirts", keep=keep_kubevirt)
+NADS = Resource(
+    group="k8s.cni.cncf.io", version="v1", plural="network-attachment-definitions", keep=keep_name
+)
 
 
 class Store:
@@ -212,7 +282,9 @@ class Reflector:
         if not isinstance(listing, dict):
             raise TypeError(f"list of {self.resource} is not an object")
         items: list[Mapping[str, Any]] = [
-            item for item in listing.get("items") or [] if isinstance(item, dict)
+            self.resource.keep(item)
+            for item in listing.get("items") or []
+            if isinstance(item, dict)
         ]
         self.store.replace(items)
         version = str((listing.get("metadata") or {}).get("resourceVersion") or "")
@@ -238,7 +310,7 @@ class Reflector:
                 if not isinstance(item, dict):
                     continue
                 if kind in ("ADDED", "MODIFIED"):
-                    self.store.put(item)
+                    self.store.put(self.resource.keep(item))
                 elif kind == "DELETED":
                     self.store.remove(item)
             version = self._watch.resource_version or version
@@ -317,6 +389,11 @@ class ClusterContext:
             ),
             state=ContextState.SYNCED if self.ready() else ContextState.UNSYNCED,
         )
+
+    def kubevirt_runs_in(self, namespace: str) -> bool | None:
+        if not self.kubevirts.synced.is_set():
+            return None
+        return bool(self.kubevirts.store.in_namespace(namespace))
 
     def _synced(self) -> None:
         if self.ready():

@@ -44,6 +44,10 @@ class ContextSource(Protocol):
         """The context of the VM; waits for unsynced caches until `deadline` (monotonic) at most."""
         ...
 
+    def kubevirt_runs_in(self, namespace: str) -> bool | None:
+        """Whether a KubeVirt CR lives in `namespace`; None when that is not known."""
+        ...
+
 
 class OfflineContext:
     """No cluster: every lookup is the unknown context."""
@@ -55,3 +59,6 @@ class OfflineContext:
 
     def lookup(self, namespace: str, name: str, *, deadline: float) -> ContextLookup:
         return self._LOOKUP
+
+    def kubevirt_runs_in(self, namespace: str) -> bool | None:
+        return None

@@ -1,7 +1,10 @@
 """Structured logs: one JSON object per line, one line per review.
 
 Review lines carry identifiers and outcomes only, never the objects (they can
-hold secrets in cloud-init user data) and never key material.
+hold secrets in cloud-init user data) and never key material. Every field is
+bounded, since names and usernames come from the request: one request can never
+write more than a few kilobytes and rotate earlier evidence out of the kubelet's
+log files.
 """
 
 from __future__ import annotations
@@ -13,6 +16,10 @@ import time
 from typing import Any
 
 REVIEW_LOGGER = "hotplug_guard.webhook.reviews"
+MAX_FIELD_CHARS = 512
+"""Longer than any Kubernetes name (253) or uid; a longer value is cut and marked."""
+MAX_ITEMS = 32
+MAX_TRACEBACK_CHARS = 16 * 1024
 _RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
@@ -35,13 +42,13 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "pid": record.process,
-            "message": record.getMessage(),
+            "message": bounded(record.getMessage()),
         }
         for key, value in record.__dict__.items():
             if key not in _RESERVED and not key.startswith("_"):
-                entry[key] = value
+                entry[key] = bounded(value)
         if record.exc_info:
-            entry["traceback"] = self.formatException(record.exc_info)
+            entry["traceback"] = _cut(self.formatException(record.exc_info), MAX_TRACEBACK_CHARS)
         return self._encode(entry)
 
     def _timestamp(self, seconds: int) -> str:
@@ -50,6 +57,24 @@ class JsonFormatter(logging.Formatter):
             text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
             self._second = (seconds, text)
         return text
+
+
+def bounded(value: Any) -> Any:
+    """`value` with strings cut to `MAX_FIELD_CHARS` and lists to `MAX_ITEMS` items."""
+    if isinstance(value, str):
+        return _cut(value, MAX_FIELD_CHARS)
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [bounded(item) for item in list(value)[:MAX_ITEMS]]
+        if len(value) > MAX_ITEMS:
+            items.append(f"... {len(value) - MAX_ITEMS} more")
+        return items
+    return value
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit // 2]}...[{len(text) - limit} chars cut]...{text[-(limit // 2) :]}"
 
 
 def configure(level: int = logging.INFO) -> None:

@@ -110,6 +110,13 @@ class Metrics:
             ("endpoint",),
             registry=self.registry,
         )
+        self.timed_out = Counter(
+            "hotplug_guard_admission_deadline_exceeded",
+            "Reviews stopped at their deadline (kube-apiserver's timeout less a margin): "
+            "refused on /validate, let through unpatched on /mutate.",
+            ("endpoint",),
+            registry=self.registry,
+        )
         self.context_ready = Gauge(
             "hotplug_guard_context_ready",
             "1 when every cluster cache of every worker is synced, 0 while syncing or offline.",
@@ -145,3 +152,18 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except FileNotFoundError:  # a dead worker's file, removed meanwhile
         return 0
+
+
+class ConnectionMetrics:
+    """What the serving worker (`webhook.worker`) counts about client connections."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.closed = Counter(
+            "hotplug_guard_connections_closed",
+            "Client connections closed because a deadline passed, by phase: handshake, head, "
+            "body, memory (the body waited too long for memory), write (the client did not "
+            "take the response) or idle (keep-alive).",
+            ("phase",),
+            registry=self.registry,
+        )

@@ -25,6 +25,10 @@ VM_GROUP = "kubevirt.io"
 VM_KIND = "VirtualMachine"
 VM_RESOURCE = "virtualmachines"
 
+MAX_JSON_CONTAINERS = 200_000
+"""JSON objects and arrays a body may hold, counted before parsing as its `{` and `[` bytes
+(those in strings too, so an upper bound). A VirtualMachine review has a few thousand;
+each costs the parser about 250 bytes and the time to build it, while it holds the GIL."""
 MAX_CAUSES = 10
 """KubeVirt's webhooks list at most ten causes; more are summarised in the message."""
 MAX_WARNING_CHARS = 120
@@ -32,6 +36,8 @@ MAX_WARNING_CHARS = 120
 MAX_AUDIT_VALUE_CHARS = 4096
 _AUDIT_KEY = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 _MAX_AUDIT_KEY_CHARS = 63
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+"""`request.uid` as kube-apiserver sends it (`uuid.NewUUID`): echoed, logged and nothing else."""
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]+")
 """Control characters and lone surrogates (which would reach kube-apiserver as invalid UTF-8)."""
 
@@ -208,6 +214,7 @@ class Disposition(enum.StrEnum):
     UNTOUCHED = "untouched"
     MISROUTED = "misrouted"
     REFUSED = "refused"
+    TIMED_OUT = "timed-out"
     FAILED = "failed"
 
 
@@ -233,6 +240,13 @@ def parse_envelope(body: bytes) -> tuple[Envelope, Mapping[str, Any]]:
     """Decode the body far enough to know what to echo; return it with the raw `request`."""
     if not body:
         raise RequestError(400, "empty body; expected an AdmissionReview")
+    containers = body.count(b"{") + body.count(b"[")
+    if containers > MAX_JSON_CONTAINERS:
+        raise RequestError(
+            413,
+            f"body has {containers} '{{' and '[' characters, over {MAX_JSON_CONTAINERS}: more "
+            "JSON objects and arrays than a VirtualMachine review can need",
+        )
     try:
         document = json.loads(body)
     except UnicodeDecodeError:
@@ -256,10 +270,12 @@ def parse_envelope(body: bytes) -> tuple[Envelope, Mapping[str, Any]]:
     if not isinstance(request, dict):
         raise RequestError(400, "request is missing or not an object")
     uid = request.get("uid")
-    if not isinstance(uid, str) or not uid:
-        raise RequestError(400, "request.uid is missing or not a non-empty string")
+    if not isinstance(uid, str) or not _UUID.fullmatch(uid):
+        raise RequestError(
+            400, f"request.uid must be a UUID as kube-apiserver sends it, got {_shown(uid)}"
+        )
     name = request.get("name")
-    name = name if isinstance(name, str) else ""
+    name = name[:253] if isinstance(name, str) else ""  # a Kubernetes name is at most 253
     return Envelope(api_version=api_version, kind=kind, uid=uid, name=name), request
 
 

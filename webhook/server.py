@@ -1,8 +1,9 @@
-"""Serving the app with gunicorn: gthread workers, keep-alive, TLS 1.2+ with hot reload.
+"""Serving the app with gunicorn: threaded workers that no slow client can stall
+(`webhook.worker`), keep-alive, TLS 1.2+ with hot reload.
 
-The master process binds the socket and supervises; each worker builds its own
-app (metrics, cluster caches) after the fork through `factory`, so no thread or
-connection pool crosses a fork.
+The master process supervises; each worker binds its own listening socket
+(SO_REUSEPORT) and builds its own app (metrics, cluster caches) after the fork
+through `factory`, so no thread or connection pool crosses a fork.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from gunicorn.app.base import BaseApplication
 
 from webhook.metrics import enable_multiprocess, forget_process
 from webhook.tls import ServingContext
+from webhook.worker import GuardedThreadWorker
 
 KEEPALIVE_SECONDS = 120
 """Longer than kube-apiserver's idle-connection timeout (90 s), so the client closes idle
@@ -66,7 +68,7 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships no
             # accepts, and kube-apiserver's few long-lived connections can all land on one
             "reuse_port": True,
             "workers": self._options.workers,
-            "worker_class": "gthread",
+            "worker_class": GuardedThreadWorker,
             "threads": self._options.threads,
             "keepalive": KEEPALIVE_SECONDS,
             "graceful_timeout": GRACEFUL_SECONDS,

@@ -24,6 +24,7 @@ from pathlib import Path
 LOG = logging.getLogger("hotplug_guard.webhook.tls")
 
 Signature = tuple[tuple[int, int, int], ...]
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 
 class CertificateError(Exception):
@@ -31,7 +32,9 @@ class CertificateError(Exception):
 
 
 class ServingContext:
-    """The current `ssl.SSLContext` for a certificate/key pair on disk (TLS 1.2 or newer)."""
+    """The current `ssl.SSLContext` for a certificate/key pair on disk (TLS 1.2 or newer,
+    ECDHE with AEAD ciphers).
+    """
 
     def __init__(self, *, cert: Path, key: Path) -> None:
         self.cert = cert
@@ -99,6 +102,10 @@ class ServingContext:
     def _build(self) -> ssl.SSLContext:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
+        # TLS 1.2 only with forward-secret key exchange and AEAD ciphers (TLS 1.3's suites
+        # are all of that kind and are not affected by this list); no renegotiation
+        context.set_ciphers(TLS12_CIPHERS)
+        context.options |= ssl.OP_NO_RENEGOTIATION
         context.load_cert_chain(certfile=self.cert, keyfile=self.key)
         return context
 

@@ -74,6 +74,12 @@ def register(subparsers: Any) -> None:
     ensure.add_argument("--mutating-webhook-config", metavar="NAME")
     ensure.add_argument("--validating-webhook-config", metavar="NAME")
     ensure.add_argument(
+        "--ca-configmap",
+        metavar="NAME",
+        help="also keep the CA bundle (ca.crt, no key) in this ConfigMap, for clients that "
+        "must trust the server but not read the Secret (a metrics scraper)",
+    )
+    ensure.add_argument(
         "--out", type=Path, metavar="DIR", help=f"also write {CA_CERT}, {TLS_CERT}, {TLS_KEY}"
     )
     ensure.add_argument("--kubeconfig", type=Path, help="default: in-cluster, then ~/.kube")
@@ -161,6 +167,7 @@ def run_ensure(args: argparse.Namespace) -> int:
             hosts=parse_hosts(_hosts(args)),
             mutating_webhook_configuration=args.mutating_webhook_config,
             validating_webhook_configuration=args.validating_webhook_config,
+            ca_configmap=_name("--ca-configmap", args.ca_configmap) if args.ca_configmap else None,
         )
         key_spec = _key_spec(args)
     if args.kubeconfig is not None and not args.kubeconfig.is_file():

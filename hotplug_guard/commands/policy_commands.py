@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from hotplug_guard.cases import case_files, load_case, run_case
 from hotplug_guard.checking import CheckResult, PatchFailed, check
 from hotplug_guard.errors import UsageError
 from hotplug_guard.files import default_config_text, load_policy_config
-from hotplug_guard.inputs import build_review, load_context, load_object
+from hotplug_guard.inputs import build_review, load_context, load_object, with_kubevirt_version
 from policy import CATALOGUE, Context
 
 EXIT_ALLOWED = 0
@@ -31,6 +32,12 @@ def register(subparsers: Any) -> None:
     check_parser.add_argument("--old", type=Path, metavar="OLD.yaml", help="omit for a CREATE")
     check_parser.add_argument("--context", type=Path, metavar="CTX.yaml")
     check_parser.add_argument("--config", type=Path, metavar="CFG.yaml")
+    check_parser.add_argument(
+        "--kubevirt-version",
+        metavar="VERSION",
+        help="the KubeVirt release the cluster runs (e.g. v1.7.2); overrides the context's "
+        "KubeVirt CR status, which is where the webhook reads it",
+    )
     check_parser.add_argument("--user", default="", metavar="NAME")
     check_parser.add_argument("--group", action="append", default=[], metavar="G")
     check_parser.add_argument("--dry-run", action="store_true")
@@ -57,6 +64,8 @@ def run_check(args: argparse.Namespace) -> int:
     new = load_object(args.new)
     old = load_object(args.old) if args.old is not None else None
     context = load_context(args.context) if args.context is not None else Context()
+    if args.kubevirt_version is not None:
+        context = with_kubevirt_version(context, args.kubevirt_version)
     review = build_review(
         new=new, old=old, username=args.user, groups=tuple(args.group), dry_run=args.dry_run
     )
@@ -113,6 +122,17 @@ def run_config(_: argparse.Namespace) -> int:
 
 def run_rules(_: argparse.Namespace) -> int:
     width = max(len(info.id) for info in CATALOGUE)
+    indent = " " * (width + 11)
     for info in CATALOGUE:
         print(f"{info.id:<{width}}  {info.default:<7}  {info.summary}")
+        if info.releases:
+            print(
+                textwrap.fill(
+                    f"by KubeVirt release: {info.releases}",
+                    width=100,
+                    initial_indent=indent,
+                    subsequent_indent=indent,
+                    break_on_hyphens=False,
+                )
+            )
     return EXIT_ALLOWED

@@ -21,7 +21,9 @@ from certs import ServingFiles, ensure_local, record_expiry
 from certs.errors import CertificateSettingsError
 from hotplug_guard.errors import UsageError
 from hotplug_guard.files import load_policy_config
+from hotplug_guard.keys import ensure_local_keys, read_keys
 from policy import PolicyConfig
+from policy.signing import SigningKeys
 
 if TYPE_CHECKING:
     from kubernetes.client import Configuration
@@ -55,6 +57,14 @@ def register(subparsers: Any) -> None:
         metavar="DIR",
         help="directory with tls.crt, tls.key and ca.crt (created when missing); default "
         "$XDG_STATE_HOME/hotplug-guard/certs",
+    )
+    parser.add_argument(
+        "--signing-keys",
+        type=Path,
+        metavar="DIR",
+        help="directory with `key` (signs hot plug requests) and optionally `accepted` (more "
+        "keys that verify, one per line); required with cluster context, where every replica "
+        "and the controller share the key; default offline: a key made in the state directory",
     )
     parser.add_argument("--workers", type=int, default=2, metavar="N", help="processes (2)")
     parser.add_argument("--threads", type=int, default=4, metavar="N", help="per worker (4)")
@@ -95,6 +105,7 @@ def run_serve(args: argparse.Namespace) -> int:
             )
         except ConfigurationError as error:
             raise UsageError(f"cannot use the cluster configuration: {error}") from None
+    keys = signing_keys(args.signing_keys, cluster=cluster is not None)
 
     configure()
     _announce(files, host=host, port=port, cluster=cluster is not None)
@@ -102,6 +113,7 @@ def run_serve(args: argparse.Namespace) -> int:
     worker = WorkerSetup(
         config=config,
         cluster=cluster,
+        keys=keys,
         tls=tls,
         record_expiry=(lambda: record_expiry(files)) if files.ca.is_file() else None,
     )
@@ -115,6 +127,7 @@ class WorkerSetup:
 
     config: PolicyConfig
     cluster: Configuration | None
+    keys: SigningKeys
     tls: ServingContext
     record_expiry: Callable[[], object] | None
 
@@ -140,8 +153,24 @@ class WorkerSetup:
         if self.record_expiry is not None:
             self.tls.observe(self.record_expiry)
             self.tls.monitor(EXPIRY_REFRESH_SECONDS)
-        admission = Admission(evaluate=evaluate, config=self.config, context=source)
+        admission = Admission(evaluate=evaluate, config=self.config, context=source, keys=self.keys)
         return create_app(admission=admission, metrics=metrics)
+
+
+def signing_keys(directory: Path | None, *, cluster: bool) -> SigningKeys:
+    """The request signing keys: from `directory`, or offline made in the state directory.
+
+    With cluster context a key of its own would be wrong: the mutating and the validating
+    call of one request may reach different replicas, and the controller verifies.
+    """
+    if directory is not None:
+        return read_keys(directory)
+    if cluster:
+        raise UsageError(
+            "--signing-keys is required with --kubeconfig or --in-cluster: every replica and "
+            "the controller must share the key (the chart mounts the Secret <release>-signing)"
+        )
+    return ensure_local_keys(default_cert_dir().parent / "signing")
 
 
 def parse_bind(text: str) -> tuple[str, int]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import threading
 import time
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -350,6 +351,30 @@ def test_a_new_ca_missing_from_a_webhook_bundle_does_not_sign_the_served_certifi
     assert published.actions == ()
     assert [type(action) for action in reissued.actions] == [IssueServing]
     assert _served(reissued.material).issuer == new_ca.subject
+
+
+def test_the_ca_bundle_is_also_kept_in_a_configmap_without_any_key(server: Seeding) -> None:
+    target = replace(TARGET, ca_configmap="guard-ca")
+    clock = ManualClock()
+    first = ensure_cluster(
+        server.api_client(), target, clock=clock, policy=POLICY, key_spec=DEFAULT_KEYS
+    )
+    configmap = server.get("v1", "configmaps", "guard-system", "guard-ca")
+    assert configmap is not None
+    assert configmap["data"] == {"ca.crt": first.material.bundle_pem().decode()}
+    assert "configmaps/guard-ca" in first.published
+    again = ensure_cluster(
+        server.api_client(), target, clock=clock, policy=POLICY, key_spec=DEFAULT_KEYS
+    )
+    assert "configmaps/guard-ca" not in again.published
+    clock.advance(210 * DAY)  # the CA is due: a new one joins the bundle
+    rotated = ensure_cluster(
+        server.api_client(), target, clock=clock, policy=POLICY, key_spec=DEFAULT_KEYS
+    )
+    configmap = server.get("v1", "configmaps", "guard-system", "guard-ca")
+    assert configmap is not None
+    assert configmap["data"]["ca.crt"] == rotated.material.bundle_pem().decode()
+    assert len(x509.load_pem_x509_certificates(configmap["data"]["ca.crt"].encode())) == 2
 
 
 def _self_signed_pem() -> bytes:

@@ -52,13 +52,34 @@ class Release:
     def kinds(self) -> set[str]:
         return {item["kind"] for item in self.objects}
 
+    def deployment(self) -> Manifest:
+        """The webhook's Deployment (the release's fullname)."""
+        return self._deployment_running("webhook")
+
     def deployment_pod(self) -> Manifest:
-        pod: Manifest = self.one("Deployment")["spec"]["template"]["spec"]
+        """The webhook's pod."""
+        pod: Manifest = self.deployment()["spec"]["template"]["spec"]
         return pod
 
+    def certs_pod(self) -> Manifest:
+        """The pod of `certs ensure` (self-managed certificates)."""
+        pod: Manifest = self._deployment_running("certs")["spec"]["template"]["spec"]
+        return pod
+
+    def _deployment_running(self, container: str) -> Manifest:
+        found = [
+            d
+            for d in self.all("Deployment")
+            if container in {c["name"] for c in d["spec"]["template"]["spec"]["containers"]}
+        ]
+        assert len(found) == 1, f"expected one Deployment running {container}, found {len(found)}"
+        return found[0]
+
+    def pods(self) -> list[Manifest]:
+        return [d["spec"]["template"]["spec"] for d in self.all("Deployment")]
+
     def container(self, name: str) -> Manifest:
-        pod = self.deployment_pod()
-        found = [c for c in containers(pod) if c["name"] == name]
+        found = [c for pod in self.pods() for c in containers(pod) if c["name"] == name]
         assert len(found) == 1, f"expected one container {name}, found {len(found)}"
         return found[0]
 

@@ -6,7 +6,12 @@ by name), so the fields that decide whether they work are asserted here.
 
 from __future__ import annotations
 
+import argparse
+
+import pytest
+
 from certs.names import service_hosts
+from hotplug_guard.cli import build_parser
 from tests.chart.manifests import FULLNAME, NAMESPACE, Manifest, Release, render
 from webhook.app import parse_duration
 
@@ -17,6 +22,10 @@ def issuer_of(release: Release, certificate: Manifest) -> Manifest:
     reference = certificate["spec"]["issuerRef"]
     assert reference["kind"] == "Issuer"  # namespaced: the chain stays in the release namespace
     return release.one("Issuer", reference["name"])
+
+
+def parsed_certs_args(release: Release) -> argparse.Namespace:
+    return build_parser().parse_args(release.container("certs")["args"])
 
 
 def seconds(duration: str) -> float:
@@ -66,17 +75,23 @@ def test_certificates_renew_well_before_they_expire(cert_manager_release: Releas
     assert seconds(serving["duration"]) == 90 * 24 * 3600
 
 
-def test_self_managed_mode_renders_no_cert_manager_objects_and_no_secret(
+def test_self_managed_mode_renders_no_cert_manager_objects_and_no_certificate_secret(
     default_release: Release, cert_manager_release: Release
 ) -> None:
     assert not default_release.kinds() & CERT_MANAGER_KINDS
     # the Secret is written by `certs ensure` or cert-manager; Helm would overwrite it
-    assert "Secret" not in default_release.kinds()
-    assert "Secret" not in cert_manager_release.kinds()
+    for release in (default_release, cert_manager_release):
+        assert [s["metadata"]["name"] for s in release.all("Secret")] == [f"{FULLNAME}-signing"]
 
 
-def test_service_monitor_scrapes_the_metrics_service_over_verified_tls() -> None:
-    release = render({"metrics": {"serviceMonitor": {"enabled": True, "labels": {"team": "v"}}}})
+@pytest.mark.parametrize("mode", ["self-managed", "cert-manager"])
+def test_service_monitor_scrapes_the_metrics_service_over_verified_tls(mode: str) -> None:
+    release = render(
+        {
+            "certs": {"mode": mode},
+            "metrics": {"serviceMonitor": {"enabled": True, "labels": {"team": "v"}}},
+        }
+    )
     monitor = release.one("ServiceMonitor")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert monitor["metadata"]["labels"]["team"] == "v"
@@ -95,7 +110,14 @@ def test_service_monitor_scrapes_the_metrics_service_over_verified_tls() -> None
     assert (endpoint["scheme"], endpoint["path"]) == ("https", "/metrics")
     assert seconds(endpoint["interval"]) == 30
     tls = endpoint["tlsConfig"]
-    assert tls["ca"] == {"secret": {"name": f"{FULLNAME}-tls", "key": "ca.crt"}}
+    if mode == "self-managed":
+        # not the Secret `certs ensure` keeps: it holds the CA key too
+        assert tls["ca"] == {"configMap": {"name": f"{FULLNAME}-ca", "key": "ca.crt"}}
+        certs = parsed_certs_args(release)
+        assert certs.ca_configmap == f"{FULLNAME}-ca"
+    else:
+        # cert-manager's serving Secret holds the serving pair and ca.crt, no CA key
+        assert tls["ca"] == {"secret": {"name": f"{FULLNAME}-tls", "key": "ca.crt"}}
     assert tls["serverName"] in service_hosts(FULLNAME, NAMESPACE)
     assert "insecureSkipVerify" not in tls
     [port] = service["spec"]["ports"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import tomllib
 from pathlib import Path
 
@@ -37,15 +38,19 @@ def parsed(container: Manifest) -> argparse.Namespace:
 
 
 @pytest.mark.parametrize("mode", ["self-managed", "cert-manager"])
-def test_pod_meets_the_restricted_pod_security_standard(mode: str) -> None:
-    pod = render({"certs": {"mode": mode}}).deployment_pod()
+def test_every_pod_meets_the_restricted_pod_security_standard(mode: str) -> None:
+    for pod in render({"certs": {"mode": mode}}).pods():
+        check_restricted(pod)
+
+
+def check_restricted(pod: Manifest) -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert "hostNetwork" not in pod
     assert "hostPID" not in pod
     assert "hostIPC" not in pod
     assert pod["enableServiceLinks"] is False
-    for volume in pod["volumes"]:
+    for volume in pod.get("volumes", []):
         assert set(volume) & {"hostPath", "persistentVolumeClaim"} == set(), volume
     for container in containers(pod):
         security = container["securityContext"]
@@ -62,7 +67,7 @@ def test_pod_meets_the_restricted_pod_security_standard(mode: str) -> None:
 
 
 def test_every_container_has_requests_and_a_memory_limit(default_release: Release) -> None:
-    for container in containers(default_release.deployment_pod()):
+    for container in (c for pod in default_release.pods() for c in containers(pod)):
         resources = container["resources"]
         assert {"cpu", "memory"} <= set(resources["requests"]), container["name"]
         assert "memory" in resources["limits"], container["name"]
@@ -78,6 +83,7 @@ def test_server_command_line_is_accepted_by_serve(default_release: Release) -> N
     assert (args.workers, args.threads) == (2, 4)
     assert args.cert_dir == mount_path(server, "tls")
     assert args.config.parent == mount_path(server, "policy")
+    assert args.signing_keys == mount_path(server, "signing")
 
 
 def test_server_reads_its_config_from_the_policy_config_map(default_release: Release) -> None:
@@ -104,12 +110,16 @@ def test_offline_mode_switches_the_server_flag() -> None:
     assert (args.offline, args.in_cluster) == (True, False)
 
 
-def test_self_managed_certificates_run_ensure_once_then_periodically(
+def test_self_managed_certificates_are_kept_by_a_pod_of_their_own(
     default_release: Release,
 ) -> None:
     pod = default_release.deployment_pod()
-    assert [c["name"] for c in pod["initContainers"]] == ["certs-init"]
-    assert [c["name"] for c in pod["containers"]] == ["webhook", "certs"]
+    assert "initContainers" not in pod
+    assert [c["name"] for c in pod["containers"]] == ["webhook"]
+    certs = default_release.certs_pod()
+    assert [c["name"] for c in certs["initContainers"]] == ["certs-init"]
+    assert [c["name"] for c in certs["containers"]] == ["certs"]
+    assert certs["serviceAccountName"] != pod["serviceAccountName"]
     init = parsed(default_release.container("certs-init"))
     sidecar = parsed(default_release.container("certs"))
     for args in (init, sidecar):
@@ -117,6 +127,8 @@ def test_self_managed_certificates_run_ensure_once_then_periodically(
         assert args.namespace == NAMESPACE
         assert args.service == default_release.one("Service", FULLNAME)["metadata"]["name"]
         assert args.secret_name == f"{FULLNAME}-tls"
+        assert args.ca_configmap == f"{FULLNAME}-ca"
+        assert args.out is None  # no server in this pod
         assert (
             args.mutating_webhook_config
             == default_release.one("MutatingWebhookConfiguration")["metadata"]["name"]
@@ -132,15 +144,45 @@ def test_self_managed_certificates_run_ensure_once_then_periodically(
     assert sidecar.interval == 600
 
 
-def test_ensure_and_server_share_the_certificate_directory(default_release: Release) -> None:
-    server = default_release.container("webhook")
-    for name in ("certs-init", "certs"):
-        writer = default_release.container(name)
-        assert parsed(writer).out == mount_path(writer, "tls") == mount_path(server, "tls")
-        assert not any(m.get("readOnly") for m in writer["volumeMounts"])
+def test_the_certs_pods_are_not_selected_as_webhook_replicas(default_release: Release) -> None:
+    webhook_labels = default_release.deployment()["spec"]["selector"]["matchLabels"]
+    certs = default_release.one("Deployment", f"{FULLNAME}-certs")
+    certs_labels = certs["spec"]["template"]["metadata"]["labels"]
+    assert not webhook_labels.items() <= certs_labels.items()
+    for selecting in (
+        default_release.one("Service", FULLNAME)["spec"]["selector"],
+        default_release.one("PodDisruptionBudget")["spec"]["selector"]["matchLabels"],
+    ):
+        assert not selecting.items() <= certs_labels.items()
+
+
+@pytest.mark.parametrize("mode", ["self-managed", "cert-manager"])
+def test_the_server_mounts_the_serving_certificate_but_never_the_ca_key(mode: str) -> None:
+    release = render({"certs": {"mode": mode}})
+    pod = release.deployment_pod()
+    tls = next(v for v in pod["volumes"] if v["name"] == "tls")
+    assert tls["secret"]["secretName"] == f"{FULLNAME}-tls"
+    # the self-managed Secret holds ca.key too; the server must neither see it nor treat the
+    # directory as its own local CA (which it does when ca.key is there)
+    assert [item["path"] for item in tls["secret"]["items"]] == ["ca.crt", "tls.crt", "tls.key"]
+    assert tls["secret"]["defaultMode"] == 0o440  # group-readable through fsGroup
+    assert pod["securityContext"]["fsGroup"] == 65532
+    server = release.container("webhook")
+    assert parsed(server).cert_dir == mount_path(server, "tls")
     assert next(m for m in server["volumeMounts"] if m["name"] == "tls")["readOnly"] is True
-    tls = next(v for v in default_release.deployment_pod()["volumes"] if v["name"] == "tls")
-    assert tls["emptyDir"]["medium"] == "Memory"  # the key never reaches the node's disk
+
+
+def test_the_server_reads_the_signing_key_from_its_secret(default_release: Release) -> None:
+    pod = default_release.deployment_pod()
+    signing = next(v for v in pod["volumes"] if v["name"] == "signing")
+    secret = default_release.one("Secret", signing["secret"]["secretName"])
+    assert set(secret["data"]) == {"key"}
+    assert len(base64.b64decode(secret["data"]["key"])) >= 32
+    assert signing["secret"]["defaultMode"] == 0o440
+    own = render({"signing": {"existingSecret": "my-keys"}})
+    volume = next(v for v in own.deployment_pod()["volumes"] if v["name"] == "signing")
+    assert volume["secret"]["secretName"] == "my-keys"
+    assert own.all("Secret") == []
 
 
 @pytest.mark.parametrize("name", ["certs-init", "certs"])
@@ -166,26 +208,14 @@ def test_an_interval_longer_than_the_overlap_fails_at_render_time() -> None:
     assert (args.interval, args.overlap_hours) == (3000, 1)
 
 
-def test_cert_manager_mode_mounts_the_secret_and_runs_no_ensure(
-    cert_manager_release: Release,
-) -> None:
-    pod = cert_manager_release.deployment_pod()
-    assert "initContainers" not in pod
-    assert [c["name"] for c in pod["containers"]] == ["webhook"]
-    tls = next(v for v in pod["volumes"] if v["name"] == "tls")
-    assert tls["secret"]["secretName"] == f"{FULLNAME}-tls"
-    # no ca.key in the Secret cert-manager writes; the server must not treat the
-    # directory as its own local CA, which needs ca.key absent and both files present
-    assert [item["path"] for item in tls["secret"]["items"]] == ["ca.crt", "tls.crt", "tls.key"]
-    assert tls["secret"]["defaultMode"] == 0o440  # group-readable through fsGroup
-    assert pod["securityContext"]["fsGroup"] == 65532
-    args = parsed(cert_manager_release.container("webhook"))
-    assert args.cert_dir == mount_path(cert_manager_release.container("webhook"), "tls")
+def test_cert_manager_mode_runs_no_ensure(cert_manager_release: Release) -> None:
+    assert [c["name"] for c in cert_manager_release.deployment_pod()["containers"]] == ["webhook"]
+    assert len(cert_manager_release.all("Deployment")) == 1
 
 
 def test_a_policy_change_rolls_the_pods() -> None:
     def checksum(release: Release) -> str:
-        annotations = release.one("Deployment")["spec"]["template"]["metadata"]["annotations"]
+        annotations = release.deployment()["spec"]["template"]["metadata"]["annotations"]
         value: str = annotations["checksum/policy"]
         return value
 

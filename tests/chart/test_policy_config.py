@@ -12,7 +12,7 @@ import yaml
 from hotplug_guard.files import load_policy_config
 from policy import CATALOGUE, Action, ConfigError, PolicyConfig, parse_config, render_config
 from policy.config import Completion, ContextUnavailable, OnPlainRemoval
-from tests.chart.manifests import FULLNAME, Release, chart, render
+from tests.chart.manifests import FULLNAME, NAMESPACE, Release, chart, render
 
 
 def policy_text(release: Release) -> str:
@@ -27,11 +27,41 @@ def served_config(release: Release, directory: Path) -> PolicyConfig:
     return load_policy_config(path)
 
 
-def test_default_config_map_holds_the_engine_defaults(
+# what the chart adds to the policy value: the install's own identities
+INSTALL = {
+    "exemptions": {"kubevirtNamespace": "kubevirt"},
+    "controllerUsername": f"system:serviceaccount:{NAMESPACE}:{FULLNAME}-controller",
+}
+DERIVED_KEYS = {"controllerUsername"}
+DERIVED_EXEMPTION_KEYS = {"kubevirtNamespace"}
+
+
+def installed(overrides: dict[str, Any] | None = None) -> PolicyConfig:
+    """The engine defaults with `overrides` and what the chart adds for the install."""
+    return PolicyConfig().with_overrides(overrides or {}).with_overrides(INSTALL)
+
+
+def test_default_config_map_holds_the_engine_defaults_bound_to_the_install(
     default_release: Release, tmp_path: Path
 ) -> None:
-    assert served_config(default_release, tmp_path) == PolicyConfig()
-    assert yaml.safe_load(policy_text(default_release)) == render_config(PolicyConfig())
+    assert served_config(default_release, tmp_path) == installed()
+    assert yaml.safe_load(policy_text(default_release)) == render_config(installed())
+
+
+def test_the_kubevirt_namespace_and_the_controller_follow_the_install(tmp_path: Path) -> None:
+    release = render({"kubevirt": {"namespace": "openshift-cnv"}}, namespace="guards")
+    config = served_config(release, tmp_path)
+    assert config.exemptions.kubevirt_namespace == "openshift-cnv"
+    assert config.exemptions.kubevirt_controller == (
+        "system:serviceaccount:openshift-cnv:kubevirt-controller"
+    )
+    assert config.controller_username == f"system:serviceaccount:guards:{FULLNAME}-controller"
+
+
+def test_the_install_bound_keys_cannot_be_set_in_the_policy_value() -> None:
+    for policy in ({"controllerUsername": "mallory"}, {"exemptions": {"kubevirtNamespace": "x"}}):
+        with pytest.raises(helm_python.HelmValuesError):
+            chart().validate_schema({"policy": policy})
 
 
 def test_a_rule_override_in_values_reaches_the_engine(tmp_path: Path) -> None:
@@ -67,15 +97,24 @@ def test_scalar_overrides_reach_the_engine(tmp_path: Path) -> None:
         "contextUnavailable": "deny",
     }
     config = served_config(render({"policy": overrides}), tmp_path)
-    assert config == PolicyConfig().with_overrides(overrides)
-    assert config != PolicyConfig()
+    assert config == installed(overrides)
+    assert config != installed()
+
+
+def engine_defaults_without_install_keys() -> dict[str, Any]:
+    rendered = render_config(PolicyConfig())
+    for key in DERIVED_KEYS:
+        del rendered[key]
+    for key in DERIVED_EXEMPTION_KEYS:
+        del rendered["exemptions"][key]
+    return rendered
 
 
 def test_chart_values_ship_exactly_the_engine_defaults() -> None:
     """values.yaml shows every knob with its real default, so `helm show values` tells the truth."""
     shipped = chart().values["policy"]
     assert parse_config(shipped) == PolicyConfig()
-    assert shipped == render_config(PolicyConfig())
+    assert shipped == engine_defaults_without_install_keys()
 
 
 # --- the schema knows the engine's keys and values -----------------------------------------
@@ -90,7 +129,7 @@ def policy_schema() -> dict[str, Any]:
 
 def test_schema_lists_every_config_key_and_rule_of_the_engine() -> None:
     schema = policy_schema()
-    assert set(schema["properties"]) == set(render_config(PolicyConfig()))
+    assert set(schema["properties"]) == set(engine_defaults_without_install_keys())
     assert set(schema["properties"]["rules"]["properties"]) == {info.id.value for info in CATALOGUE}
     assert set(schema["properties"]["exemptions"]["properties"]) == {
         "usernames",
@@ -116,6 +155,9 @@ def test_schema_enums_are_the_engine_enums() -> None:
     [
         {"hotplugSlots": 0},
         {"hotplugSlots": -1},
+        {"hotplugSlots": "auto"},
+        {"hotplugSlots": "many"},
+        {"rules": {"kubevirt-release": "warn"}},
         {"rootComplexSpareSlots": 0},
         {"rootComplexSpareSlots": -1},
         {"pciSlots": 1},

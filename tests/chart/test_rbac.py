@@ -1,4 +1,5 @@
-"""The service account gets exactly what the server and `certs ensure` use, nothing more."""
+"""Each service account gets exactly what its pod uses, nothing more: the server reads the
+cluster, `certs ensure` keeps the certificates, and neither has the other's grants."""
 
 from __future__ import annotations
 
@@ -30,6 +31,13 @@ SECRET_RULES = [
         "verbs": ["get", "update"],
     },
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+    {
+        "apiGroups": [""],
+        "resources": ["configmaps"],
+        "resourceNames": [f"{FULLNAME}-ca"],
+        "verbs": ["get", "update"],
+    },
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
 ]
 WEBHOOK_CONFIGURATION_RULES = [
     {
@@ -75,6 +83,8 @@ def test_secret_rules_name_the_secret_the_containers_use() -> None:
     release = render({"certs": {"secretName": "my-webhook-tls"}})
     secret_rules = roles(release)[("Role", f"{FULLNAME}-certs")]
     assert secret_rules[0]["resourceNames"] == ["my-webhook-tls"]
+    tls = next(v for v in release.deployment_pod()["volumes"] if v["name"] == "tls")
+    assert tls["secret"]["secretName"] == "my-webhook-tls"
     for name in ("certs-init", "certs"):
         assert "--secret-name=my-webhook-tls" in release.container(name)["args"]
 
@@ -91,19 +101,36 @@ def test_webhook_configuration_rules_name_the_rendered_configurations(
     assert set(rule["resourceNames"]) == configurations
 
 
-def test_every_role_is_bound_to_the_release_service_account_only(
+def bound_roles(release: Release, account: str) -> set[tuple[str, str]]:
+    return {
+        (b["roleRef"]["kind"], b["roleRef"]["name"])
+        for b in release.objects
+        if b["kind"].endswith("Binding")
+        and b["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}]
+    }
+
+
+def test_the_server_and_certs_ensure_run_under_their_own_service_accounts(
     default_release: Release,
 ) -> None:
-    account = default_release.one("ServiceAccount")
-    assert default_release.deployment_pod()["serviceAccountName"] == account["metadata"]["name"]
+    server = default_release.deployment_pod()["serviceAccountName"]
+    certs = default_release.certs_pod()["serviceAccountName"]
+    assert {a["metadata"]["name"] for a in default_release.all("ServiceAccount")} == {
+        server,
+        certs,
+    }
+    # the server's token can read the cluster, never the CA key nor a webhook configuration
+    assert bound_roles(default_release, server) == {("ClusterRole", f"{FULLNAME}-webhook")}
+    assert bound_roles(default_release, certs) == {
+        ("Role", f"{FULLNAME}-certs"),
+        ("ClusterRole", f"{FULLNAME}-certs"),
+    }
     bindings = [i for i in default_release.objects if i["kind"].endswith("Binding")]
-    bound = {(b["roleRef"]["kind"], b["roleRef"]["name"]) for b in bindings}
-    assert bound == set(roles(default_release))
+    assert {(b["roleRef"]["kind"], b["roleRef"]["name"]) for b in bindings} == set(
+        roles(default_release)
+    )
     for binding in bindings:
         assert binding["roleRef"]["apiGroup"] == "rbac.authorization.k8s.io"
-        assert binding["subjects"] == [
-            {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": NAMESPACE}
-        ]
         # a RoleBinding keeps the namespaced grant in the namespace of its Role
         if binding["kind"] == "RoleBinding":
             assert binding["roleRef"]["kind"] == "Role"
@@ -116,11 +143,16 @@ def test_no_rule_uses_a_wildcard(default_release: Release) -> None:
                 assert "*" not in rule.get(field, []), rule
 
 
-def test_the_token_is_mounted_only_because_a_container_calls_the_api(
+def test_a_token_is_mounted_only_where_a_container_calls_the_api(
     default_release: Release,
 ) -> None:
-    assert default_release.one("ServiceAccount")["automountServiceAccountToken"] is False
+    for account in default_release.all("ServiceAccount"):
+        assert account["automountServiceAccountToken"] is False
     assert default_release.deployment_pod()["automountServiceAccountToken"] is True
+    assert default_release.certs_pod()["automountServiceAccountToken"] is True
+    offline = render({"serve": {"clusterContext": False}})
+    assert offline.deployment_pod()["automountServiceAccountToken"] is False
+    assert bound_roles(offline, offline.deployment_pod()["serviceAccountName"]) == set()
 
 
 # --- the chart grants what the other parts document they need ------------------------------

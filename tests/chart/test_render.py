@@ -130,12 +130,12 @@ def test_every_object_is_named_after_the_release_and_labelled(default_release: R
 
 def test_a_release_named_like_the_chart_uses_the_short_name() -> None:
     release = render(name="hotplug-guard", namespace="hotplug-guard")
-    assert release.one("Deployment")["metadata"]["name"] == "hotplug-guard"
+    assert release.deployment()["metadata"]["name"] == "hotplug-guard"
     assert release.one("ValidatingWebhookConfiguration")["metadata"]["name"] == "hotplug-guard"
 
 
 def test_default_install_is_highly_available(default_release: Release) -> None:
-    deployment = default_release.one("Deployment")
+    deployment = default_release.deployment()
     assert deployment["spec"]["replicas"] == 3
     assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
     pdb = default_release.one("PodDisruptionBudget")

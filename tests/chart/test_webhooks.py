@@ -98,7 +98,7 @@ def test_webhooks_call_the_release_service_on_its_port_and_paths(
     bind = next(a for a in server["args"] if a.startswith("--bind="))
     assert parse_bind(bind.removeprefix("--bind="))[1] == container_port["containerPort"]
     assert service["spec"]["selector"].items() <= (
-        default_release.one("Deployment")["spec"]["template"]["metadata"]["labels"].items()
+        default_release.deployment()["spec"]["template"]["metadata"]["labels"].items()
     )
 
 
@@ -200,13 +200,39 @@ def test_both_webhooks_differ_only_in_name_path_and_failure_handling(
 # --- matchConditions, evaluated with a CEL interpreter ------------------------------------
 
 
-def calls_webhook(hook: Manifest, *, username: str, groups: list[str] | None = None) -> bool:
-    """kube-apiserver calls a webhook only when every matchCondition is true."""
+GUARDED = "hotplug-guard.io/request"
+
+
+def calls_webhook(
+    hook: Manifest,
+    *,
+    username: str,
+    groups: list[str] | None = None,
+    old: dict[str, str] | None = None,
+    new: dict[str, str] | None = None,
+    operation: str = "UPDATE",
+) -> bool:
+    """kube-apiserver calls a webhook only when every matchCondition is true.
+
+    `old` and `new` are the annotations of oldObject and object (None: no annotations).
+    """
     user: dict[str, Any] = {"username": username}
     if groups is not None:
         user["groups"] = groups
-    request = {"userInfo": user, "operation": "CREATE"}
-    variables = {"request": request, "object": {"metadata": {"labels": {}}}}
+
+    def vm(annotations: dict[str, str] | None, interfaces: list[Any]) -> dict[str, Any]:
+        metadata: dict[str, Any] = {"name": "vm", "labels": {}}
+        if annotations is not None:
+            metadata["annotations"] = annotations
+        template = {"spec": {"domain": {"devices": {"interfaces": interfaces}}}}
+        return {"metadata": metadata, "spec": {"template": template}}
+
+    # an update that plugs an interface: the condition on unrelated updates lets it through
+    variables = {
+        "request": {"userInfo": user, "operation": operation},
+        "object": vm(new, [{"name": "nic1", "bridge": {}}]),
+        "oldObject": None if operation == "CREATE" else vm(old, []),
+    }
     results = [cel.evaluate(c["expression"], variables) for c in hook.get("matchConditions", ())]
     assert all(isinstance(r, bool) for r in results), results
     return all(results)
@@ -222,11 +248,47 @@ def test_kubevirt_controllers_skip_the_webhook_and_users_do_not(
         "hotplug-relevant-change",
     ]
     assert not calls_webhook(hook, username=KUBEVIRT_CONTROLLER)
-    assert not calls_webhook(
-        hook, username="system:serviceaccount:openshift-cnv:kubevirt-controller"
-    )
+    assert not calls_webhook(hook, username=KUBEVIRT_CONTROLLER, old={"a": "1"}, new={"a": "2"})
     assert calls_webhook(hook, username="jane@example.com", groups=["system:authenticated"])
     assert calls_webhook(hook, username="system:serviceaccount:kubevirt:virt-handler")
+
+
+@pytest.mark.parametrize("kind", [MUTATING, VALIDATING])
+def test_only_the_kubevirt_namespace_of_the_install_is_skipped(kind: str) -> None:
+    # a fixed list would let whoever creates namespace openshift-cnv act as its controller
+    openshift_controller = "system:serviceaccount:openshift-cnv:kubevirt-controller"
+    assert calls_webhook(webhook(render(), kind), username=openshift_controller)
+    on_openshift = webhook(render({"kubevirt": {"namespace": "openshift-cnv"}}), kind)
+    assert not calls_webhook(on_openshift, username=openshift_controller)
+    assert calls_webhook(on_openshift, username=KUBEVIRT_CONTROLLER)
+
+
+@pytest.mark.parametrize("kind", [MUTATING, VALIDATING])
+@pytest.mark.parametrize(
+    ("operation", "old", "new"),
+    [
+        ("CREATE", None, {GUARDED: "{}"}),
+        ("UPDATE", None, {GUARDED: "{}"}),
+        ("UPDATE", {"a": "1"}, {"a": "1", GUARDED: "{}"}),
+        ("UPDATE", {GUARDED: "{}"}, {GUARDED: '{"id":"x"}'}),
+        ("UPDATE", {GUARDED: "{}"}, {}),
+        ("UPDATE", {GUARDED: "{}", "a": "1"}, None),
+        ("UPDATE", {"hotplug-guard.io/status": "{}"}, {"hotplug-guard.io/status": "{}", "b": "2"}),
+    ],
+)
+def test_a_change_of_a_guarded_annotation_reaches_the_webhook_whoever_makes_it(
+    default_release: Release,
+    kind: str,
+    operation: str,
+    old: dict[str, str] | None,
+    new: dict[str, str] | None,
+) -> None:
+    hook = webhook(default_release, kind)
+    changed = (old or {}).get(GUARDED) != (new or {}).get(GUARDED)
+    called = calls_webhook(
+        hook, username=KUBEVIRT_CONTROLLER, old=old, new=new, operation=operation
+    )
+    assert called is changed
 
 
 def test_match_conditions_follow_the_policy_exemptions() -> None:
@@ -253,10 +315,11 @@ def test_match_conditions_follow_the_policy_exemptions() -> None:
     ]
     assert not calls_webhook(hook, username="ops@example.com")
     assert not calls_webhook(hook, username="bob", groups=["vm-admins", "dev"])
+    assert calls_webhook(hook, username="bob", groups=["vm-admins"], new={GUARDED: "{}"})
     assert calls_webhook(hook, username="bob", groups=["dev"])
     assert calls_webhook(hook, username="bob")  # a request without groups is still reviewed
-    # the exemption list replaced the default one, as the policy config does
-    assert calls_webhook(hook, username=KUBEVIRT_CONTROLLER)
+    # KubeVirt's controller stays exempt beside the listed users
+    assert not calls_webhook(hook, username=KUBEVIRT_CONTROLLER)
 
 
 def test_match_conditions_can_be_switched_off() -> None:

@@ -2,11 +2,12 @@
 
 KubeVirt itself cannot run here (no nodes, no kubelet, no libvirt). This
 simulator stands in for it, acting only through the real kube-apiserver as
-KubeVirt's service accounts would: `start` creates the VirtualMachineInstance
-of a VM (its spec from the VM template, status Running with one status entry
-per interface named as KubeVirt names pod interfaces, LiveMigratable) and sets
-the VM's status through the status subresource. It simulates no migration, no
-hot plug completion and no guest.
+KubeVirt's service accounts would: `install` creates the KubeVirt CR as
+virt-operator reports a deployed release; `start` creates the
+VirtualMachineInstance of a VM (its spec from the VM template, status Running
+with one status entry per interface named as KubeVirt names pod interfaces,
+LiveMigratable) and sets the VM's status through the status subresource. It
+simulates no migration, no hot plug completion and no guest.
 
 `virtual_machine` and `network_attachment_definition` build the objects a user
 or cluster admin would create.
@@ -20,6 +21,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from tests.kube import crds
 from tests.kube.controlplane import ControlPlane
 
 API_VERSION = "kubevirt.io/v1"
@@ -74,6 +76,42 @@ def instance_of(vm: Mapping[str, Any]) -> Manifest:
             "interfaces": status_interfaces,
         },
     }
+
+
+def install(plane: ControlPlane) -> Manifest:
+    """The KubeVirt CR (`kubevirt/kubevirt`) as virt-operator reports a deployed install.
+
+    One per cluster; its `status.observedKubeVirtVersion` is the release whose
+    CRDs the control plane serves, which is what the engine judges hot plugs by.
+    Created once; later calls return it.
+    """
+    plane.install_crds()
+    found = plane.get(API_VERSION, "KubeVirt", "kubevirt", namespace="kubevirt")
+    if found is not None:
+        return found
+    plane.ensure_namespace("kubevirt")
+    plane.create(
+        {
+            "apiVersion": API_VERSION,
+            "kind": "KubeVirt",
+            "metadata": {"name": "kubevirt", "namespace": "kubevirt"},
+            "spec": {"configuration": {}},
+        }
+    )
+    version = crds.kubevirt_version()
+    status = {
+        "phase": "Deployed",
+        "observedKubeVirtVersion": version,
+        "targetKubeVirtVersion": version,
+    }
+    resource = plane.resource(API_VERSION, "KubeVirt")
+    installed: Manifest = resource.status.patch(
+        body={"metadata": {"name": "kubevirt", "namespace": "kubevirt"}, "status": status},
+        name="kubevirt",
+        namespace="kubevirt",
+        content_type="application/merge-patch+json",
+    ).to_dict()
+    return installed
 
 
 def start(plane: ControlPlane, namespace: str, name: str) -> Manifest:

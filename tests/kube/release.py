@@ -1,15 +1,17 @@
 """A hotplug-guard release on the control plane: the chart rendered by Helm, its pod run locally.
 
 `deployed(plane, directory, values)` renders the chart, creates what it renders
-for the API server (ServiceAccount, RBAC, both webhook configurations, pointed
-at `https://127.0.0.1:PORT/<path>` as envtest registers webhooks), then runs the
-pod's containers as local processes with their own command lines from the
-render: the `certs ensure --once` init container (which creates the Secret and
-writes the caBundle into both configurations) and the `serve` container, both
-authenticated as the release's ServiceAccount with a real token, so the chart's
-RBAC is what they get. Only what a pod gives differs: the mounted volumes are
-directories, `--in-cluster` is that token's kubeconfig, `--bind` is 127.0.0.1,
-and the serving certificate also names 127.0.0.1.
+for the API server (ServiceAccounts, RBAC, the signing-key Secret, the policy
+ConfigMap, both webhook configurations pointed at `https://127.0.0.1:PORT/<path>`
+as envtest registers webhooks), then runs the pods' containers as local
+processes with their own command lines from the render: the certs pod's
+`certs ensure --once` init container (which creates the serving Secret and
+writes the caBundle into both configurations) and the webhook pod's `serve`,
+each authenticated with a real token of its pod's ServiceAccount, so the chart's
+RBAC is what they get. Only what a kubelet gives differs: volumes are
+directories filled from their Secrets and ConfigMaps (`project`, again after a
+Secret changes), `--in-cluster` is the token's kubeconfig, `--bind` is
+127.0.0.1, and the serving certificate also names 127.0.0.1.
 
 Each release reviews only namespaces labelled with its id (`namespace()`), so
 several releases can share one control plane.
@@ -17,6 +19,7 @@ several releases can share one control plane.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import os
@@ -33,15 +36,26 @@ import kubernetes.client
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from certs.directory import write_atomic
 from tests.chart.manifests import Release as Rendered
-from tests.chart.manifests import render
+from tests.chart.manifests import containers, render
+from tests.kube import kubevirt
 from tests.kube.controlplane import ControlPlane
 from tests.kube.kubevirt import virtual_machine
 from tests.webhook import service
 from tests.webhook.service import Service, free_port
 
 SELECTOR_KEY = "hotplug-guard.test/release"
-RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+# what the render holds for the API server, besides the pods and webhook configurations
+CREATED_KINDS = (
+    "ServiceAccount",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "Role",
+    "RoleBinding",
+    "Secret",
+    "ConfigMap",
+)
 WEBHOOK_KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
 ACTIVE_SECONDS = 30.0
 
@@ -69,7 +83,7 @@ class Release:
     rendered: Rendered
     namespace: str
     port: int
-    kubeconfig: Path = field(init=False)
+    kubeconfigs: dict[str, Path] = field(default_factory=dict)  # by ServiceAccount
     server: Service | None = None
     webhooks: list[tuple[str, str]] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  # for the containers' processes
@@ -80,24 +94,42 @@ class Release:
 
     @property
     def fullname(self) -> str:
-        name: str = self.rendered.one("Deployment")["metadata"]["name"]
+        name: str = self.rendered.deployment()["metadata"]["name"]
         return name
+
+    @property
+    def kubeconfig(self) -> Path:
+        """The webhook pod's ServiceAccount's kubeconfig."""
+        return self.kubeconfigs[self.rendered.deployment_pod()["serviceAccountName"]]
 
     def volume(self, name: str) -> Path:
         path = self.directory / "volumes" / name
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         return path
 
-    # --- the pod ------------------------------------------------------------------------
+    # --- the pods -----------------------------------------------------------------------
+
+    def pod_of(self, container: str) -> Manifest:
+        [pod] = [
+            pod for pod in self.rendered.pods() if container in {c["name"] for c in containers(pod)}
+        ]
+        return pod
+
+    def project(self, volume: str | None = None) -> None:
+        """Fill the webhook pod's volumes (or one) from the API server, as a kubelet does."""
+        for spec in self.rendered.deployment_pod().get("volumes", ()):
+            if volume in (None, spec["name"]):
+                _project(self.plane, self.namespace, spec, self.volume(spec["name"]))
 
     def command(self, container: str) -> list[str]:
         """The container's arguments as rendered, with local volumes and credentials."""
         spec = self.rendered.container(container)
+        kubeconfig = self.kubeconfigs[self.pod_of(container)["serviceAccountName"]]
         mounts = {m["mountPath"]: self.volume(m["name"]) for m in spec.get("volumeMounts", ())}
         args: list[str] = []
         for argument in spec.get("args", ()):
             if argument == "--in-cluster":
-                args.append(f"--kubeconfig={self.kubeconfig}")
+                args.append(f"--kubeconfig={kubeconfig}")
                 continue
             if argument.startswith("--bind="):
                 args.append(f"--bind=127.0.0.1:{self.port}")
@@ -114,7 +146,7 @@ class Release:
             args.append(argument if local is None else f"{option}={local}")
         if args[:2] == ["certs", "ensure"]:
             # the API server calls 127.0.0.1, not the Service's DNS name
-            args += [f"--kubeconfig={self.kubeconfig}", "--ip=127.0.0.1"]
+            args += [f"--kubeconfig={kubeconfig}", "--ip=127.0.0.1"]
         return args
 
     def run(self, container: str, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -130,6 +162,7 @@ class Release:
 
     def start_server(self) -> Service:
         """Start the `webhook` container's `serve`; wait until every worker's caches are synced."""
+        self.project()
         args = self.command("webhook")
         assert args[0] == "serve", args
         self.server = service.start(
@@ -191,6 +224,26 @@ class Release:
             time.sleep(0.1)
 
 
+def _project(plane: ControlPlane, namespace: str, spec: Mapping[str, Any], target: Path) -> None:
+    """Write a Secret's or ConfigMap's keys (its `items`, if listed) as files, as a kubelet does."""
+    if "secret" in spec:
+        source = spec["secret"]
+        found = plane.get("v1", "Secret", source["secretName"], namespace=namespace)
+        data = {k: base64.b64decode(v) for k, v in ((found or {}).get("data") or {}).items()}
+    elif "configMap" in spec:
+        source = spec["configMap"]
+        found = plane.get("v1", "ConfigMap", source["name"], namespace=namespace)
+        data = {k: v.encode() for k, v in ((found or {}).get("data") or {}).items()}
+    else:
+        return  # an emptyDir: the directory is all
+    if found is None:
+        raise RuntimeError(f"volume {spec['name']}: its source does not exist yet")
+    items = source.get("items") or [{"key": key, "path": key} for key in sorted(data)]
+    mode = source.get("defaultMode", 0o644) | 0o600  # this process must read what it wrote
+    for item in items:
+        write_atomic(target / item["path"], data[item["key"]], mode=mode & 0o777)
+
+
 def deploy(
     plane: ControlPlane,
     directory: Path,
@@ -203,7 +256,7 @@ def deploy(
     `env` is added to the environment of the containers' processes (e.g. a
     PYTHONPATH with another build of the engine).
     """
-    plane.install_crds()
+    kubevirt.install(plane)  # hotplug-guard runs where KubeVirt does
     release_id = secrets.token_hex(3)
     scoped = {
         "webhooks": {
@@ -223,13 +276,12 @@ def deploy(
         port=free_port(),
         env=dict(env or {}),
     )
-    for kind in RBAC_KINDS:
+    for kind in CREATED_KINDS:
         for manifest in rendered.all(kind):
             plane.create(manifest)
-    account = rendered.deployment_pod()["serviceAccountName"]
-    release.kubeconfig = plane.token_kubeconfig(namespace, account)
-    for name, text in rendered.one("ConfigMap")["data"].items():
-        (release.volume("policy") / name).write_text(text)
+    for pod in rendered.pods():
+        account = pod["serviceAccountName"]
+        release.kubeconfigs[account] = plane.token_kubeconfig(namespace, account)
     release.webhooks = plane.register_webhooks(
         (m for kind in WEBHOOK_KINDS for m in rendered.all(kind)),
         base_url=release.base_url,

@@ -38,7 +38,7 @@ class Seeding:
         return path
 
     def namespace(self, name: str) -> str:
-        """Use namespace `name` (created if missing); its Secrets go at `clean_up`."""
+        """Use namespace `name` (created if missing); `clean_up` empties its Secrets, ConfigMaps."""
         self._namespaces.add(self.plane.ensure_namespace(name))
         return name
 
@@ -76,4 +76,5 @@ class Seeding:
         core = kubernetes.client.CoreV1Api(self.plane.api_client())
         for namespace in self._namespaces:
             core.delete_collection_namespaced_secret(namespace)
+            core.delete_collection_namespaced_config_map(namespace)
         self._put.clear()

@@ -25,22 +25,55 @@ def compact(value: object) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-@given(ident=st.text(max_size=20), plug=names, unplug=names)
+@given(
+    ident=st.text(max_size=20),
+    plug=names,
+    unplug=names,
+    generation=st.integers(0, 2**63),
+    signature=st.text(max_size=50),
+)
 def test_request_renders_as_compact_json(
-    ident: str, plug: tuple[str, ...], unplug: tuple[str, ...]
+    ident: str, plug: tuple[str, ...], unplug: tuple[str, ...], generation: int, signature: str
 ) -> None:
-    request = HotplugRequest(id=ident, plug=plug, unplug=unplug)
+    request = HotplugRequest(
+        id=ident, plug=plug, unplug=unplug, generation=generation, signature=signature
+    )
     text = render_request(request)
-    assert text == compact({"id": ident, "plug": list(plug), "unplug": list(unplug)})
+    expected: dict[str, object] = {
+        "id": ident,
+        "plug": list(plug),
+        "unplug": list(unplug),
+        "generation": generation,
+    }
+    if signature:
+        expected["signature"] = signature
+    assert text == compact(expected)
     assert parse_request(text) == request
 
 
-@given(vmi=st.text(max_size=20), interfaces=names)
-def test_ledger_renders_as_compact_json(vmi: str, interfaces: tuple[str, ...]) -> None:
-    ledger = Ledger(vmi=vmi, interfaces=interfaces)
+def test_requests_written_before_signing_still_parse() -> None:
+    assert parse_request('{"id":"4c062900d22c7008","plug":["nic1"],"unplug":[]}') == (
+        HotplugRequest(id="4c062900d22c7008", plug=("nic1",))
+    )
+
+
+@given(vmi=st.text(max_size=20), interfaces=names, booted=st.none() | st.integers(0, 300))
+def test_ledger_renders_as_compact_json(
+    vmi: str, interfaces: tuple[str, ...], booted: int | None
+) -> None:
+    ledger = Ledger(vmi=vmi, interfaces=interfaces, booted=booted)
     text = render_ledger(ledger)
-    assert text == compact({"vmi": vmi, "interfaces": list(interfaces)})
+    data: dict[str, object] = {"vmi": vmi, "interfaces": list(interfaces)}
+    if booted is not None:
+        data["booted"] = booted
+    assert text == compact(data)
     assert parse_ledger(text) == ledger
+
+
+def test_a_ledger_without_a_valid_boot_count_reads_as_not_recorded() -> None:
+    for booted in ("5", -1, True, 2.0, None):
+        text = compact({"vmi": "u", "interfaces": ["a"], "booted": booted})
+        assert parse_ledger(text) == Ledger(vmi="u", interfaces=("a",))
 
 
 @given(uid=st.text(max_size=20), pairs=st.lists(st.tuples(st.text(max_size=8), st.booleans())))

@@ -169,4 +169,66 @@ def test_rules_lists_every_rule() -> None:
     from policy import CATALOGUE
 
     result = run("rules")
-    assert [line.split()[0] for line in result.stdout.splitlines()] == [i.id for i in CATALOGUE]
+    rows = [line for line in result.stdout.splitlines() if not line.startswith(" ")]
+    assert [line.split()[0] for line in rows] == [i.id for i in CATALOGUE]
+
+
+def test_rules_say_how_answers_depend_on_the_kubevirt_release() -> None:
+    from policy import CATALOGUE
+
+    text = " ".join(run("rules").stdout.split())
+    dependent = [info for info in CATALOGUE if info.releases]
+    assert {info.id for info in dependent} >= {
+        "kubevirt-spec",
+        "kubevirt-release",
+        "machine-type",
+        "hotplug-slots",
+        "live-migratable",
+        "restart-required",
+    }
+    for info in dependent:
+        assert f"by KubeVirt release: {' '.join(info.releases.split())}" in text
+
+
+def test_kubevirt_version_sets_the_release_without_a_kubevirt_cr(tmp_path: Path) -> None:
+    old = tmp_path / "old.yaml"
+    new = tmp_path / "new.yaml"
+    vm = yaml.safe_load((EXAMPLES / "vm-running.yaml").read_text())
+    old.write_text(yaml.safe_dump(vm))
+    devices = vm["spec"]["template"]["spec"]["domain"]["devices"]
+    devices["interfaces"].append({"name": "nic1", "bridge": {}})
+    vm["spec"]["template"]["spec"]["networks"].append(
+        {"name": "nic1", "multus": {"networkName": "new-fancy-net"}}
+    )
+    new.write_text(yaml.safe_dump(vm))
+    unknown = run("check", "--old", old, "--new", new, "--output", "json")
+    gated = run(
+        "check", "--old", old, "--new", new, "--output", "json", "--kubevirt-version", "v1.2.2"
+    )
+    assert unknown.returncode == 0, unknown.stdout
+    assert any(
+        w.startswith("kubevirt-release: the KubeVirt release is unknown")
+        for w in json.loads(unknown.stdout)["warnings"]
+    )
+    assert gated.returncode == 1, gated.stdout
+    causes = json.loads(gated.stdout)["causes"]
+    assert [c["rule"] for c in causes] == ["kubevirt-release"]
+    assert (
+        "KubeVirt v1.2.2 hot plugs interfaces only with the HotplugNICs feature gate"
+        in (causes[0]["message"])
+    )
+
+
+def test_a_bad_kubevirt_version_exits_two() -> None:
+    result = check("vm-plug-bridge.yaml", "--kubevirt-version", "latest")
+    assert result.returncode == 2
+    assert "not a KubeVirt version: 'latest'" in result.stderr
+
+
+def test_a_bad_kubevirt_version_in_a_case_file_names_the_line(tmp_path: Path) -> None:
+    case = (CASES / "plug-model-e1000-denied.yaml").read_text()
+    case = case.replace("../../fixtures", str(ROOT / "tests" / "fixtures"))
+    (tmp_path / "bad.yaml").write_text("kubevirtVersion: [1]\n" + case)
+    result = run("test", tmp_path)
+    assert result.returncode == 1
+    assert "bad.yaml:1: kubevirtVersion: not a KubeVirt version: [1]" in result.stdout

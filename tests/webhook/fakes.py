@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from flask import Flask
 
 from policy import Context, Mode, PolicyConfig, Review, Verdict
+from policy.deadline import Deadline
+from policy.signing import SigningKeys
 from webhook.admission import Admission
 from webhook.app import create_app
 from webhook.context import ContextLookup, ContextState
@@ -23,7 +25,14 @@ class FakeEngine:
     calls: list[tuple[Review, Context, Mode]] = field(default_factory=list)
 
     def __call__(
-        self, review: Review, context: Context, config: PolicyConfig, *, mode: Mode
+        self,
+        review: Review,
+        context: Context,
+        config: PolicyConfig,
+        *,
+        mode: Mode,
+        keys: SigningKeys | None = None,
+        deadline: Deadline | None = None,
     ) -> Verdict:
         self.calls.append((review, context, mode))
         if self.error is not None:
@@ -38,6 +47,7 @@ class StubContext:
     state: ContextState = ContextState.SYNCED
     context: Context = field(default_factory=Context)
     budgets: list[float] = field(default_factory=list)
+    kubevirt_namespaces: frozenset[str] | None = None
 
     def ready(self) -> bool:
         return self.state is not ContextState.UNSYNCED
@@ -45,6 +55,9 @@ class StubContext:
     def lookup(self, namespace: str, name: str, *, deadline: float) -> ContextLookup:
         self.budgets.append(deadline - time.monotonic())
         return ContextLookup(context=self.context, state=self.state)
+
+    def kubevirt_runs_in(self, namespace: str) -> bool | None:
+        return self.kubevirt_namespaces is None or namespace in self.kubevirt_namespaces
 
 
 @dataclass(slots=True, kw_only=True)

@@ -17,6 +17,11 @@ VM_UID = "6a1f3f7e-3a5b-4a39-9d7e-2f0c8b1d5e11"
 Object = dict[str, Any]
 
 
+def uid_of(label: str) -> str:
+    """A request uid as kube-apiserver sends it (a UUID), the same for the same label."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"hotplug-guard-test/{label}"))
+
+
 def fixture(name: str) -> Object:
     """A shared KubeVirt fixture by file name (without .yaml)."""
     loaded: Object = yaml.safe_load((FIXTURES / f"{name}.yaml").read_text(encoding="utf-8"))

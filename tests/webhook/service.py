@@ -21,6 +21,17 @@ REPO = Path(__file__).resolve().parents[2]
 READY_SECONDS = 30.0
 
 
+SIGNING_KEY = b"test-signing-key-of-at-least-32-bytes"
+
+
+def signing_keys(tmp: Path) -> Path:
+    """A key directory as the chart mounts it (the Secret <release>-signing)."""
+    directory = tmp / "signing"
+    directory.mkdir(exist_ok=True)
+    (directory / "key").write_bytes(SIGNING_KEY)
+    return directory
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as probe:
@@ -126,9 +137,10 @@ def start(
 ) -> Service:
     """Start `python -m hotplug_guard serve`; return once `ready_path` answers 200.
 
-    Unless `bare`, a free port (`--bind`) and a certificate directory under `tmp`
-    (`--cert-dir`, unless `args` has one) are added; a bare command line is run as
-    given and `port` and `ca` say where it will listen and which CA it will create.
+    Unless `bare`, a free port (`--bind`), a certificate directory and a signing key
+    directory under `tmp` (`--cert-dir`, `--signing-keys`, unless `args` has them) are
+    added; a bare command line is run as given and `port` and `ca` say where it will
+    listen and which CA it will create.
     """
     port = port or free_port()
     command = [sys.executable, "-m", "hotplug_guard", "serve"]
@@ -139,6 +151,8 @@ def start(
         command += ["--bind", f"127.0.0.1:{port}"]
         if "--cert-dir" not in args:
             command += ["--cert-dir", str(cert_dir)]
+        if "--signing-keys" not in args:
+            command += ["--signing-keys", str(signing_keys(tmp))]
     stdout, stderr = tmp / f"serve-{port}.out", tmp / f"serve-{port}.err"
     environment = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     with stdout.open("wb") as out, stderr.open("wb") as err:
@@ -152,8 +166,9 @@ def start(
         stdout=stdout,
         stderr=stderr,
     )
+    workers = int(args[list(args).index("--workers") + 1]) if "--workers" in args else 2
     try:
-        _wait_ready(service, ready_path)
+        _wait_ready(service, ready_path, workers=workers)
     except BaseException:
         stop(service)
         raise
@@ -184,7 +199,10 @@ def stop(service: Service) -> None:
             service.process.wait(timeout=5)
 
 
-def _wait_ready(service: Service, path: str) -> None:
+def _wait_ready(service: Service, path: str, *, workers: int) -> None:
+    """Until `path` answers 200 and every worker has started (one ready worker answers
+    while the others may still be forking).
+    """
     deadline = time.monotonic() + READY_SECONDS
     last = "not started"
     while time.monotonic() < deadline:
@@ -196,9 +214,9 @@ def _wait_ready(service: Service, path: str) -> None:
         if service.ca.is_file():
             try:
                 answer = requests.get(service.url(path), verify=str(service.ca), timeout=2)
-                if answer.status_code == 200:
+                if answer.status_code == 200 and len(service.worker_pids()) >= workers:
                     return
-                last = f"HTTP {answer.status_code}"
+                last = f"HTTP {answer.status_code}, {len(service.worker_pids())} workers"
             except requests.RequestException as error:
                 last = str(error)
         time.sleep(0.1)

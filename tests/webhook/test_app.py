@@ -5,18 +5,35 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
 from typing import Any
 
 import jsonpatch
 import pytest
 from werkzeug.test import TestResponse
 
-from policy import Action, Cause, CauseType, Context, Finding, Mode, Operation, PatchOp, Verdict
+from policy import (
+    Action,
+    Cause,
+    CauseType,
+    Context,
+    Finding,
+    Mode,
+    Operation,
+    PatchOp,
+    Review,
+    Verdict,
+    evaluate,
+)
 from policy.config import ContextUnavailable, Exemptions, PolicyConfig
+from policy.deadline import Deadline
+from policy.signing import SigningKeys
 from tests.webhook.fakes import Built, FakeEngine, StubContext, build
-from tests.webhook.objects import fixture, hotplug_review, review, running
-from webhook.app import MAX_BODY_BYTES, parse_duration
+from tests.webhook.objects import fixture, hotplug_review, review, running, uid_of, with_bridge_nics
+from webhook.admission import Admission
+from webhook.app import MAX_BODY_BYTES, create_app, parse_duration
 from webhook.context import ContextState
+from webhook.metrics import Metrics
 
 Object = dict[str, Any]
 
@@ -48,10 +65,10 @@ def sample(name: str, metrics: Any, **labels: str) -> float:
 @pytest.mark.parametrize("path", ["/mutate", "/validate"])
 def test_response_echoes_api_version_kind_and_request_uid(path: str) -> None:
     built = build()
-    document = answer_of(post(built, path, hotplug_review(uid="3d2b0c5e-uid")))
+    document = answer_of(post(built, path, hotplug_review(uid=uid_of("echo"))))
     assert document["apiVersion"] == "admission.k8s.io/v1"
     assert document["kind"] == "AdmissionReview"
-    assert document["response"]["uid"] == "3d2b0c5e-uid"
+    assert document["response"]["uid"] == uid_of("echo")
     assert document["response"]["allowed"] is True
 
 
@@ -174,8 +191,8 @@ def test_audit_findings_become_audit_annotations_keyed_by_rule_without_slash() -
 def test_dry_run_requests_get_the_same_verdict_and_the_engine_knows() -> None:
     verdict = Verdict(allowed=True, patch=(ANNOTATE,), warnings=("w",))
     built = build(engine=FakeEngine(verdict=verdict))
-    wet = answer_of(post(built, "/mutate", hotplug_review(uid="u")))
-    dry = answer_of(post(built, "/mutate", hotplug_review(uid="u", dry_run=True)))
+    wet = answer_of(post(built, "/mutate", hotplug_review(uid=uid_of("u"))))
+    dry = answer_of(post(built, "/mutate", hotplug_review(uid=uid_of("u"), dry_run=True)))
     assert dry == wet
     assert [seen.dry_run for seen, _, _ in built.engine.calls] == [False, True]
     assert (
@@ -307,16 +324,16 @@ def test_an_unexpected_engine_exception_gives_an_internal_error_review_and_a_log
 ) -> None:
     built = build(engine=FakeEngine(error=ZeroDivisionError("boom")))
     with caplog.at_level(logging.ERROR, logger="hotplug_guard"):
-        document = answer_of(post(built, "/mutate", hotplug_review(uid="crash-uid")))
+        document = answer_of(post(built, "/mutate", hotplug_review(uid=uid_of("crash"))))
     response = document["response"]
-    assert response["uid"] == "crash-uid"
+    assert response["uid"] == uid_of("crash")
     assert response["allowed"] is False
     assert response["status"]["code"] == 500
     assert response["status"]["reason"] == "InternalError"
     assert "hotplug-guard: internal error" in response["status"]["message"]
     failed = [r for r in caplog.records if r.exc_info is not None]
     assert failed
-    assert failed[0].__dict__["uid"] == "crash-uid"
+    assert failed[0].__dict__["uid"] == uid_of("crash")
     assert failed[0].exc_info is not None
     assert failed[0].exc_info[0] is ZeroDivisionError
     assert sample("hotplug_guard_admission_internal_errors_total", built.metrics, endpoint="mutate")
@@ -385,10 +402,22 @@ def test_the_timeout_parameter_bounds_the_time_spent_waiting_for_context() -> No
     post(built, "/mutate", hotplug_review())
     post(built, "/mutate", hotplug_review(), query="?timeout=soon")
     short, capped, default, garbage = built.context.budgets
-    assert 0.3 < short <= 0.5
+    assert 0.15 < short <= 0.25  # 1 s less the margin and the time kept for evaluating
     assert 1.8 < capped <= 2.0
     assert 1.8 < default <= 2.0
     assert 1.8 < garbage <= 2.0
+
+
+def test_long_timeout_values_cost_no_more_than_short_ones() -> None:
+    # a 4,000-digit value took 0.46 s with the backtracking parser, and each new value
+    # defeated the cache
+    started = time.perf_counter()
+    for digit in range(50):
+        value = f"{digit % 10}" * 4000 + ("s" if digit % 2 else "")
+        assert parse_duration(value) is None
+    assert time.perf_counter() - started < 0.5
+    assert parse_duration("9" * 32 + "s") is None
+    assert parse_duration("1" * 30 + "s") == 1.0 * int("1" * 30)
 
 
 @pytest.mark.parametrize(
@@ -401,6 +430,8 @@ def test_the_timeout_parameter_bounds_the_time_spent_waiting_for_context() -> No
         ("", None),
         ("10", None),
         ("s", None),
+        ("1h2m3.5s", 3723.5),
+        ("1s2", None),
     ],
 )
 def test_timeouts_are_read_as_go_durations(text: str, seconds: float | None) -> None:
@@ -533,7 +564,7 @@ def test_the_review_log_line_names_the_request_and_never_holds_the_object(
         findings=(Finding(cause=PLUG_MODEL, action=Action.ENFORCE),),
     )
     built = build(engine=FakeEngine(verdict=verdict))
-    body = hotplug_review(uid="log-uid", username="ops@example.com")
+    body = hotplug_review(uid=uid_of("log"), username="ops@example.com")
     body["request"]["object"]["spec"]["template"]["spec"]["volumes"].append(
         {"name": "cloudinit", "cloudInitNoCloud": {"userData": "password: s3cret-value"}}
     )
@@ -541,7 +572,7 @@ def test_the_review_log_line_names_the_request_and_never_holds_the_object(
         post(built, "/mutate", body)
     (line,) = [r for r in caplog.records if r.getMessage() == "review"]
     fields = line.__dict__
-    assert fields["uid"] == "log-uid"
+    assert fields["uid"] == uid_of("log")
     assert fields["vm"] == "default/vm-fedora"
     assert fields["operation"] == "UPDATE"
     assert fields["user"] == "ops@example.com"
@@ -549,3 +580,89 @@ def test_the_review_log_line_names_the_request_and_never_holds_the_object(
     assert fields["rules"] == ["plug-model"]
     assert fields["duration_ms"] >= 0
     assert "s3cret-value" not in json.dumps(fields, default=str)
+
+
+@pytest.mark.parametrize("uid", ["", "u", "x" * (3 * 1024 * 1024), "3d2b0c5e-uid", 7])
+def test_a_uid_that_is_not_a_uuid_is_refused_without_being_echoed(uid: object) -> None:
+    body = hotplug_review()
+    body["request"]["uid"] = uid
+    http = post(build(), "/validate", body)
+    assert http.status_code == 400
+    assert "request.uid must be a UUID" in http.get_data(as_text=True)
+    assert len(http.get_data()) < 200
+
+
+class SlowSteps:
+    """The real engine, whose every step (between two deadline checks) takes `seconds`."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __call__(
+        self,
+        review: Review,
+        context: Context,
+        config: PolicyConfig,
+        *,
+        mode: Mode,
+        keys: SigningKeys | None,
+        deadline: Deadline,
+    ) -> Verdict:
+        seconds = self.seconds
+
+        class Slow:
+            def expired(self) -> bool:
+                time.sleep(seconds)
+                return deadline.expired()
+
+        return evaluate(review, context, config, mode=mode, keys=keys, deadline=Slow())
+
+
+def build_slow(seconds: float) -> Built:
+    metrics = Metrics()
+    admission = Admission(evaluate=SlowSteps(seconds), config=PolicyConfig(), context=StubContext())
+    return Built(
+        app=create_app(admission=admission, metrics=metrics),
+        engine=FakeEngine(),
+        context=StubContext(),
+        metrics=metrics,
+    )
+
+
+def slow_plug() -> Object:
+    old = running(fixture("vm-fedora-masquerade-only"))
+    new = with_bridge_nics(old, ["nic1"], network="net-a")
+    return review("UPDATE", new=new, old=old)
+
+
+def test_a_review_that_reaches_its_deadline_is_refused_by_validate_not_answered_late() -> None:
+    built = build_slow(0.2)
+    started = time.monotonic()
+    http = post(built, "/validate", slow_plug(), query="?timeout=1s")
+    elapsed = time.monotonic() - started
+    response = answer_of(http)["response"]
+    assert elapsed < 1.0, "answered after kube-apiserver gave up"
+    assert response["allowed"] is False
+    assert response["status"]["code"] == 504
+    assert response["status"]["message"].startswith("hotplug-guard: deadline: ")
+    assert (
+        sample(
+            "hotplug_guard_admission_deadline_exceeded_total", built.metrics, endpoint="validate"
+        )
+        == 1
+    )
+
+
+def test_a_mutation_that_reaches_its_deadline_lets_the_request_through_unpatched() -> None:
+    built = build_slow(0.2)
+    started = time.monotonic()
+    response = answer_of(post(built, "/mutate", slow_plug(), query="?timeout=1s"))["response"]
+    assert time.monotonic() - started < 1.0
+    assert response["allowed"] is True
+    assert "patch" not in response
+    assert any("did not finish within its time budget" in w for w in response["warnings"])
+
+
+def test_a_review_within_its_deadline_is_judged_as_usual() -> None:
+    document = answer_of(post(build_slow(0.0), "/validate", slow_plug(), query="?timeout=3s"))
+    assert document["response"]["allowed"] is True

@@ -7,17 +7,23 @@ lists, a resource it does not serve) and the request log use the fake API server
 from __future__ import annotations
 
 import copy
+import json
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from hotplug_guard.cases import case_files, load_case
+from hotplug_guard.checking import check
 from tests.harness.fake_apiserver import FakeApiServer
+from tests.kube import kubevirt
 from tests.kube.controlplane import ControlPlane
 from tests.kube.seeding import Seeding
 from tests.webhook.objects import fixture
-from webhook.caches import ClusterContext
+from webhook.caches import ClusterContext, keep_kubevirt, keep_migration, keep_vmi
 from webhook.context import ContextState
 
 Object = dict[str, Any]
@@ -56,9 +62,9 @@ def migration(name: str, *, vmi: str | None = None, label: str | None = None) ->
 
 
 def seed(server: Seeding | FakeApiServer) -> None:
+    """The objects the caches read; the KubeVirt CR is the fake's own or the simulator's."""
     server.put(in_namespace(fixture("vmi-status-hotplug-pending")))
     server.put(in_namespace(fixture("nad-new-fancy-net")))
-    server.put(KUBEVIRT)
     server.put(in_namespace(fixture("vmim-manual-migration")))
     server.put(migration("by-label", label="vm-fedora"))
     server.put(migration("other-vm", vmi="vm-other"))
@@ -68,13 +74,14 @@ def seed(server: Seeding | FakeApiServer) -> None:
 def fake() -> Iterator[FakeApiServer]:
     with FakeApiServer(bookmark_interval=0.2) as server:
         seed(server)
+        server.put(KUBEVIRT)
         yield server
 
 
 @pytest.fixture
 def seeded(control_plane: ControlPlane) -> Iterator[Seeding]:
     """kube-apiserver with the same objects; they are deleted after the test."""
-    control_plane.install_crds()
+    kubevirt.install(control_plane)  # one per cluster, shared with the other tests
     seeding = Seeding(control_plane)
     seed(seeding)
     yield seeding
@@ -223,3 +230,37 @@ def test_a_resource_the_api_server_does_not_serve_counts_as_synced_and_empty() -
             assert found.context.vmi is not None
         finally:
             context.stop()
+
+
+def test_the_caches_keep_every_field_the_engine_reads() -> None:
+    # every case file's verdict is the same with the objects as the caches keep them
+    cases = Path(__file__).resolve().parents[1] / "policy" / "cases"
+    compared = 0
+    for path in case_files(cases):
+        case = load_case(path)
+        context = case.context
+        kept = replace(
+            context,
+            vmi=None if context.vmi is None else keep_vmi(context.vmi),
+            kubevirt=None if context.kubevirt is None else keep_kubevirt(context.kubevirt),
+            migrations=tuple(keep_migration(m) for m in context.migrations),
+        )
+        assert check(case.review, kept, case.config) == check(case.review, context, case.config), (
+            path.name
+        )
+        compared += context.vmi is not None
+    assert compared > 50
+
+
+def test_a_cached_vmi_holds_no_cloud_init_data_and_no_managed_fields() -> None:
+    vmi = copy.deepcopy(fixture("vmi-status-hotplug-pending"))
+    vmi["metadata"]["managedFields"] = [{"manager": "virt-controller", "fieldsV1": {}}]
+    vmi["metadata"]["annotations"] = {"kubevirt.io/latest-observed-api-version": "v1", "a": "b"}
+    vmi["spec"]["volumes"] = [
+        {"name": "cloudinit", "cloudInitNoCloud": {"userData": "password: s3cret-value"}}
+    ]
+    kept = json.dumps(keep_vmi(vmi))
+    assert "s3cret-value" not in kept
+    assert "managedFields" not in kept
+    assert '"a"' not in kept
+    assert keep_vmi(vmi)["status"]["interfaces"] == vmi["status"]["interfaces"]

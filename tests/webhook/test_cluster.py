@@ -17,9 +17,17 @@ import requests
 
 from tests.harness.admission_emulator import AdmissionEmulator, Outcome, Webhook
 from tests.harness.fake_apiserver import FakeApiServer
+from tests.kube import kubevirt
 from tests.kube.controlplane import ADMIN, ControlPlane
 from tests.webhook import service
-from tests.webhook.objects import NAMESPACE, fixture, hotplug_review, running, with_bridge_nics
+from tests.webhook.objects import (
+    NAMESPACE,
+    fixture,
+    hotplug_review,
+    running,
+    uid_of,
+    with_bridge_nics,
+)
 from tests.webhook.service import Service
 
 Object = dict[str, Any]
@@ -38,8 +46,20 @@ def running_vmi() -> Object:
     return vmi
 
 
+KUBEVIRT: Object = {
+    "apiVersion": "kubevirt.io/v1",
+    "kind": "KubeVirt",
+    "metadata": {"name": "kubevirt", "namespace": "kubevirt"},
+    "spec": {"configuration": {}},
+    "status": {"phase": "Deployed"},
+}
+
+
 def context_objects() -> list[Object]:
-    """What the webhook reads from the cluster: a NetworkAttachmentDefinition and the VMI."""
+    """What the webhook reads from the cluster: a NetworkAttachmentDefinition and the VMI.
+
+    (The KubeVirt CR is one per cluster: on the real server, the simulator installs it.)
+    """
     nad = fixture("nad-new-fancy-net")
     nad["metadata"]["namespace"] = NAMESPACE
     vmi = running_vmi()
@@ -50,6 +70,7 @@ def context_objects() -> list[Object]:
 def seeded(server: FakeApiServer) -> FakeApiServer:
     for obj in context_objects():
         server.put(obj)
+    server.put(copy.deepcopy(KUBEVIRT))
     return server
 
 
@@ -61,8 +82,8 @@ def metric(served: Service, name: str) -> float:
 
 @pytest.fixture(scope="module")
 def cluster(control_plane: ControlPlane) -> ControlPlane:
-    """kube-apiserver with KubeVirt's CRDs and the context objects in `default`."""
-    control_plane.install_crds()
+    """kube-apiserver with KubeVirt installed and the context objects in `default`."""
+    kubevirt.install(control_plane)
     for obj in context_objects():
         name = obj["metadata"]["name"]
         if control_plane.get(obj["apiVersion"], obj["kind"], name, namespace=NAMESPACE) is None:
@@ -156,7 +177,7 @@ def test_reviews_make_no_api_call_once_the_caches_are_synced(
     with served_by_fake.session() as session:
         for index in range(30):
             answer = session.post(
-                served_by_fake.url("/validate"), json=hotplug_review(uid=f"hot-{index}")
+                served_by_fake.url("/validate"), json=hotplug_review(uid=uid_of(f"hot-{index}"))
             )
             assert answer.status_code == 200
     assert [r for r in fake.requests if r.verb != "watch"] == []
@@ -212,7 +233,7 @@ def test_while_caches_sync_reviews_follow_context_unavailable_within_their_timeo
         assert (
             requests.get(served.url("/readyz"), verify=str(served.ca), timeout=5).status_code == 503
         )
-        body = hotplug_review(uid="early")
+        body = hotplug_review(uid=uid_of("early"))
         started = time.monotonic()
         answer = requests.post(
             served.url("/validate?timeout=1s"), json=body, verify=str(served.ca), timeout=5
@@ -241,3 +262,27 @@ def test_while_caches_sync_reviews_follow_context_unavailable_within_their_timeo
         )
     finally:
         service.stop(served)
+
+
+def test_a_worker_is_not_ready_while_kubevirt_does_not_run_where_its_exemption_points(
+    tmp_path: Path, fake: FakeApiServer
+) -> None:
+    # anyone who can create namespace openshift-cnv (and impersonate a service account in
+    # it) could act as the exempt controller there: the replica says so instead of serving
+    config = tmp_path / "policy.yaml"
+    config.write_text("exemptions:\n  kubevirtNamespace: openshift-cnv\n")
+    kubeconfig = fake.write_kubeconfig(tmp_path / "kubeconfig")
+    args = ("--kubeconfig", str(kubeconfig), "--config", str(config))
+    with service.serving(tmp_path, args=args, ready_path="/healthz") as running:
+        deadline = time.monotonic() + 10
+        while True:
+            answer = requests.get(running.url("/readyz"), verify=str(running.ca), timeout=5)
+            if "openshift-cnv" in answer.text or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert answer.status_code == 503
+        assert "no KubeVirt CR in namespace 'openshift-cnv'" in answer.text
+        assert any(
+            "no KubeVirt CR in namespace" in str(entry.get("message"))
+            for entry in running.json_logs()
+        )

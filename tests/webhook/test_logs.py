@@ -49,3 +49,23 @@ def test_exceptions_carry_their_traceback() -> None:
         entry.exc_info = sys.exc_info()
     line = json.loads(JsonFormatter().format(entry))
     assert "ValueError: boom" in line["traceback"]
+
+
+def test_every_field_is_bounded_whatever_the_request_carried() -> None:
+    huge = "n" * (3 * 1024 * 1024)
+    line = JsonFormatter().format(
+        record(0.0, uid=huge, vm=f"default/{huge}", rules=[huge] * 1000, user=huge)
+    )
+    assert len(line) < 40 * 1024
+    entry = json.loads(line)
+    assert "chars cut" in entry["vm"]
+    assert entry["rules"][-1] == "... 968 more"
+
+
+def test_a_traceback_is_bounded_too() -> None:
+    entry = record(0.0)
+    try:
+        raise ValueError("v" * (3 * 1024 * 1024))
+    except ValueError:
+        entry.exc_info = sys.exc_info()
+    assert len(JsonFormatter().format(entry)) < 24 * 1024

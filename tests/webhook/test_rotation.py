@@ -24,7 +24,7 @@ from certs.issuance import KeySpec, PrivateKey, generate_key, issue_authority, i
 from certs.material import Material, render_material
 from certs.names import parse_hosts
 from tests.webhook import service
-from tests.webhook.objects import hotplug_review
+from tests.webhook.objects import hotplug_review, uid_of
 from tests.webhook.service import Service
 
 HOSTS = parse_hosts(["localhost", "127.0.0.1"])
@@ -115,7 +115,7 @@ class Traffic:
         first: object = None
         try:
             while not self.stop.is_set():
-                body = json.dumps(hotplug_review(uid=f"kept-{self.kept_alive}"))
+                body = json.dumps(hotplug_review(uid=uid_of(f"kept-{self.kept_alive}")))
                 try:
                     connection.request(
                         "POST", "/validate", body=body, headers={"Content-Type": "application/json"}
@@ -123,7 +123,7 @@ class Traffic:
                     answer = connection.getresponse()
                     document = json.loads(answer.read())
                     assert answer.status == 200
-                    assert document["response"]["uid"] == f"kept-{self.kept_alive}"
+                    assert document["response"]["uid"] == uid_of(f"kept-{self.kept_alive}")
                 except (OSError, AssertionError, ValueError, http.client.HTTPException) as error:
                     self.failures.append(f"keep-alive: {error!r}")
                     return
@@ -149,13 +149,13 @@ class Traffic:
             try:
                 answer = requests.post(
                     self.served.url("/validate"),
-                    json=hotplug_review(uid=f"fresh-{self.fresh}"),
+                    json=hotplug_review(uid=uid_of(f"fresh-{self.fresh}")),
                     verify=str(self.trust),
                     timeout=10,
                     headers={"Connection": "close"},
                 )
                 assert answer.status_code == 200
-                assert answer.json()["response"]["uid"] == f"fresh-{self.fresh}"
+                assert answer.json()["response"]["uid"] == uid_of(f"fresh-{self.fresh}")
             except (requests.RequestException, AssertionError, ValueError) as error:
                 self.failures.append(f"fresh: {error!r}")
                 return

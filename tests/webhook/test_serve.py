@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from hotplug_guard.cli import main
 from tests.webhook import service
-from tests.webhook.objects import hotplug_review
+from tests.webhook.objects import hotplug_review, uid_of
 from tests.webhook.service import Service
 
 DEFAULT_PORT = 8443
@@ -61,9 +62,9 @@ def test_serve_with_zero_arguments_creates_a_local_ca_and_prints_how_to_call_it(
         tmp_path, bare=True, port=DEFAULT_PORT, ca=ca, env={"XDG_STATE_HOME": str(state)}
     )
     try:
-        body = hotplug_review(uid="zero-args")
+        body = hotplug_review(uid=uid_of("zero-args"))
         response = running.post_review(body)["response"]
-        assert (response["uid"], response["allowed"]) == ("zero-args", True)
+        assert (response["uid"], response["allowed"]) == (uid_of("zero-args"), True)
         assert any(w.startswith("nad-exists: cannot verify") for w in response["warnings"])
         printed = running.stdout.read_text()
         assert f"CA certificate: {ca}" in printed
@@ -73,6 +74,9 @@ def test_serve_with_zero_arguments_creates_a_local_ca_and_prints_how_to_call_it(
         ) in printed
         assert (ca.parent / "tls.crt").is_file()
         assert (ca.parent / "tls.key").stat().st_mode & 0o077 == 0
+        signing_key = state / "hotplug-guard" / "signing" / "key"
+        assert signing_key.stat().st_mode & 0o077 == 0
+        assert len(signing_key.read_bytes()) >= 32
     finally:
         service.stop(running)
     assert running.process.returncode == 0
@@ -115,8 +119,8 @@ def test_reviews_reuse_one_keep_alive_connection(served: Service) -> None:
         post(connection, hotplug_review())
         first = connection.sock
         for index in range(20):
-            document = post(connection, hotplug_review(uid=f"keep-{index}"))
-            assert document["response"]["uid"] == f"keep-{index}"  # type: ignore[index]
+            document = post(connection, hotplug_review(uid=uid_of(f"keep-{index}")))
+            assert document["response"]["uid"] == uid_of(f"keep-{index}")  # type: ignore[index]
         assert connection.sock is first
     finally:
         connection.close()
@@ -138,17 +142,18 @@ def test_metrics_add_up_over_all_worker_processes(served: Service) -> None:
         connection = https_connection(served)
         try:
             for step in range(10):
-                post(connection, hotplug_review(uid=f"metrics-{index}-{step}"))
+                post(connection, hotplug_review(uid=uid_of(f"metrics-{index}-{step}")))
         finally:
             connection.close()
         return set()
 
+    sent = {uid_of(f"metrics-{index}-{step}") for index in range(8) for step in range(10)}
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         list(pool.map(burst, range(8)))
     pids = {
         entry["pid"]
         for entry in served.json_logs()
-        if entry.get("message") == "review" and str(entry.get("uid", "")).startswith("metrics-")
+        if entry.get("message") == "review" and entry.get("uid") in sent
     }
     assert len(pids) == 2, "both workers should have answered"
     for _ in range(6):  # whichever worker answers the scrape sees every worker's samples
@@ -156,12 +161,12 @@ def test_metrics_add_up_over_all_worker_processes(served: Service) -> None:
 
 
 def test_each_review_is_one_json_log_line_without_the_object(served: Service) -> None:
-    body = hotplug_review(uid="logged-uid", username="ops@example.com")
+    body = hotplug_review(uid=uid_of("logged"), username="ops@example.com")
     body["request"]["object"]["spec"]["template"]["spec"]["volumes"].append(
         {"name": "cloudinit", "cloudInitNoCloud": {"userData": "password: s3cret-value"}}
     )
     served.post_review(body)
-    lines = [line for line in served.log_lines() if "logged-uid" in line]
+    lines = [line for line in served.log_lines() if uid_of("logged") in line]
     assert len(lines) == 1
     entry = json.loads(lines[0])
     assert entry["message"] == "review"
@@ -205,7 +210,9 @@ def test_a_worker_that_dies_is_replaced_and_its_live_gauges_are_dropped(tmp_path
             assert time.monotonic() < deadline, "the worker was not replaced"
             time.sleep(0.05)
         assert not gauge.exists()
-        assert running.post_review(hotplug_review(uid="after"))["response"]["uid"] == "after"
+        assert running.post_review(hotplug_review(uid=uid_of("after")))["response"][
+            "uid"
+        ] == uid_of("after")
     finally:
         service.stop(running)
 
@@ -213,6 +220,47 @@ def test_a_worker_that_dies_is_replaced_and_its_live_gauges_are_dropped(tmp_path
 def test_a_bad_bind_address_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="exited with 2"):
         service.start(tmp_path, args=("--bind", "nowhere"), bare=True, port=1)
+
+
+KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+"""
+
+
+def test_cluster_context_without_the_shared_signing_key_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a key of each replica's own would make the validating call of a request, on another
+    # replica than its mutating call, refuse it as forged
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(KUBECONFIG)
+    code = main(["serve", "--kubeconfig", str(kubeconfig), "--cert-dir", str(tmp_path / "c")])
+    assert code == 2
+    assert "--signing-keys is required with --kubeconfig or --in-cluster" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({}, "key: no such file"),
+        ({"key": b"short\n"}, "at least 32 bytes, got 5"),
+        ({"key": b"k" * 32, "accepted": b"old-key\n"}, "at least 32 bytes, got 7"),
+    ],
+)
+def test_unusable_signing_keys_are_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], files: dict[str, bytes], message: str
+) -> None:
+    keys = tmp_path / "signing"
+    keys.mkdir()
+    for name, content in files.items():
+        (keys / name).write_bytes(content)
+    code = main(["serve", "--signing-keys", str(keys), "--cert-dir", str(tmp_path / "c")])
+    assert code == 2
+    assert message in capsys.readouterr().err
 
 
 def test_each_worker_accepts_on_its_own_socket(served: Service) -> None:

@@ -29,6 +29,13 @@ app.kubernetes.io/name: {{ include "hotplug-guard.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/* The certificate Deployment's pods: a name of their own, so that neither the webhook
+Deployment, its Service nor its PodDisruptionBudget select them. */}}
+{{- define "hotplug-guard.certsSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "hotplug-guard.name" . }}-certs
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
 {{- define "hotplug-guard.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{ include "hotplug-guard.selectorLabels" . }}
@@ -39,6 +46,50 @@ app.kubernetes.io/part-of: hotplug-guard
 
 {{- define "hotplug-guard.serviceAccountName" -}}
 {{- default (include "hotplug-guard.fullname" .) .Values.serviceAccount.name }}
+{{- end }}
+
+{{/* `certs ensure`'s own service account: the only one that may touch the CA key and the
+webhook configurations. */}}
+{{- define "hotplug-guard.certsServiceAccountName" -}}
+{{- printf "%s-certs" (include "hotplug-guard.fullname" .) }}
+{{- end }}
+
+{{- define "hotplug-guard.signingSecretName" -}}
+{{- default (printf "%s-signing" (include "hotplug-guard.fullname" .)) .Values.signing.existingSecret }}
+{{- end }}
+
+{{- define "hotplug-guard.caConfigMapName" -}}
+{{- printf "%s-ca" (include "hotplug-guard.fullname" .) }}
+{{- end }}
+
+{{/*
+The namespace KubeVirt runs in: the value, else OpenShift Virtualization's on
+OpenShift, else upstream's. A value of the install, never a fixed list, so that an
+exempt service account cannot be claimed by creating a namespace of that name.
+*/}}
+{{- define "hotplug-guard.kubevirtNamespace" -}}
+{{- if .Values.kubevirt.namespace }}
+{{- .Values.kubevirt.namespace }}
+{{- else if .Capabilities.APIVersions.Has "config.openshift.io/v1" }}
+{{- "openshift-cnv" }}
+{{- else }}
+{{- "kubevirt" }}
+{{- end }}
+{{- end }}
+
+{{/* The companion controller's service account, in the release namespace. */}}
+{{- define "hotplug-guard.controllerUsername" -}}
+{{- printf "system:serviceaccount:%s:%s-controller" .Release.Namespace (include "hotplug-guard.fullname" .) }}
+{{- end }}
+
+{{/* The policy config the server reads: the `policy` value plus what belongs to the install. */}}
+{{- define "hotplug-guard.policy" -}}
+{{- $policy := deepCopy .Values.policy }}
+{{- $exemptions := deepCopy ($policy.exemptions | default dict) }}
+{{- $_ := set $exemptions "kubevirtNamespace" (include "hotplug-guard.kubevirtNamespace" .) }}
+{{- $_ := set $policy "exemptions" $exemptions }}
+{{- $_ := set $policy "controllerUsername" (include "hotplug-guard.controllerUsername" .) }}
+{{- toYaml $policy }}
 {{- end }}
 
 {{- define "hotplug-guard.secretName" -}}
@@ -54,13 +105,6 @@ app.kubernetes.io/part-of: hotplug-guard
 {{- if eq .Values.certs.mode "self-managed" }}true{{ end }}
 {{- end }}
 
-{{/*
-The pod needs an API token only for what talks to the API server: the cluster
-context of the server and the `certs ensure` containers.
-*/}}
-{{- define "hotplug-guard.needsToken" -}}
-{{- if or .Values.serve.clusterContext (include "hotplug-guard.selfManagedCerts" .) }}true{{ end }}
-{{- end }}
 
 {{- define "hotplug-guard.image" -}}
 {{- if .Values.image.digest }}
@@ -87,11 +131,13 @@ seccompProfile:
 {{/* Where the server reads its files. */}}
 {{- define "hotplug-guard.certDir" -}}/tls{{- end }}
 {{- define "hotplug-guard.configDir" -}}/config{{- end }}
+{{- define "hotplug-guard.signingDir" -}}/signing{{- end }}
 
 {{/*
-A `hotplug-guard certs ensure` container; call with (dict "root" $ "name" ... "once" true|false).
-The init container runs it once so the server starts with valid files; the sidecar
-repeats it to renew the certificates and keep the caBundle current.
+A `hotplug-guard certs ensure` container of the certificate Deployment; call with
+(dict "root" $ "name" ... "once" true|false). The init container runs it once, so a
+failed first run (the webhook configurations not created yet) is retried at once;
+the container then repeats it to renew the certificates and keep the caBundle current.
 */}}
 {{- define "hotplug-guard.ensureContainer" -}}
 {{- $root := .root }}
@@ -109,7 +155,7 @@ repeats it to renew the certificates and keep the caBundle current.
     - --secret-name={{ include "hotplug-guard.secretName" $root }}
     - --mutating-webhook-config={{ $fullname }}
     - --validating-webhook-config={{ $fullname }}
-    - --out={{ include "hotplug-guard.certDir" $root }}
+    - --ca-configmap={{ include "hotplug-guard.caConfigMapName" $root }}
     - --key-type={{ $certs.keyType }}
     - --days={{ $certs.days }}
     - --ca-days={{ $certs.caDays }}
@@ -126,9 +172,6 @@ repeats it to renew the certificates and keep the caBundle current.
     {{- include "hotplug-guard.containerSecurityContext" $root | nindent 4 }}
   resources:
     {{- toYaml $certs.resources | nindent 4 }}
-  volumeMounts:
-    - name: tls
-      mountPath: {{ include "hotplug-guard.certDir" $root }}
 {{- end }}
 
 {{/* Namespaces never sent to the webhook, as a JSON list: the release's, kube-system, then the extras. */}}
@@ -188,21 +231,32 @@ name, path, failurePolicy and reinvocationPolicy; call with
 {{- end }}
 
 {{/*
-matchConditions: skip the users and groups the policy exempts (KubeVirt's
-controllers), then the user's own conditions. kube-apiserver calls the webhook
-only when every condition is true.
+A CEL expression that is true when the request sets, changes or removes a
+`hotplug-guard.io/` annotation (oldObject is null on CREATE).
+*/}}
+{{- define "hotplug-guard.changesGuardedAnnotations" -}}
+(has(object.metadata.annotations) && object.metadata.annotations.exists(k, k.startsWith('hotplug-guard.io/') && (oldObject == null || !has(oldObject.metadata.annotations) || !(k in oldObject.metadata.annotations) || oldObject.metadata.annotations[k] != object.metadata.annotations[k]))) || (oldObject != null && has(oldObject.metadata.annotations) && oldObject.metadata.annotations.exists(k, k.startsWith('hotplug-guard.io/') && (!has(object.metadata.annotations) || !(k in object.metadata.annotations))))
+{{- end }}
+
+{{/*
+matchConditions: skip the users and groups the policy exempts (and KubeVirt's
+controller in its namespace), except when they change a `hotplug-guard.io/`
+annotation: the annotation guard holds for everyone. Then the user's own
+conditions. kube-apiserver calls the webhook only when every condition is true.
 */}}
 {{- define "hotplug-guard.matchConditions" -}}
 {{- $webhooks := .Values.webhooks }}
 {{- $exemptions := .Values.policy.exemptions | default dict }}
-{{- $users := $exemptions.usernames | default list }}
+{{- $kubevirtController := printf "system:serviceaccount:%s:kubevirt-controller" (include "hotplug-guard.kubevirtNamespace" .) }}
+{{- $users := concat (list $kubevirtController) ($exemptions.usernames | default list) | uniq }}
 {{- $groups := $exemptions.groups | default list }}
+{{- $guarded := include "hotplug-guard.changesGuardedAnnotations" . }}
 {{- $conditions := list }}
-{{- if and $webhooks.skipExemptUsers $users }}
-{{- $conditions = append $conditions (dict "name" "not-exempt-user" "expression" (printf "!(request.userInfo.username in %s)" (toJson $users))) }}
+{{- if $webhooks.skipExemptUsers }}
+{{- $conditions = append $conditions (dict "name" "not-exempt-user" "expression" (printf "!(request.userInfo.username in %s) || %s" (toJson $users) $guarded)) }}
+{{- if $groups }}
+{{- $conditions = append $conditions (dict "name" "not-exempt-group" "expression" (printf "!(has(request.userInfo.groups) && request.userInfo.groups.exists(g, g in %s)) || %s" (toJson $groups) $guarded)) }}
 {{- end }}
-{{- if and $webhooks.skipExemptUsers $groups }}
-{{- $conditions = append $conditions (dict "name" "not-exempt-group" "expression" (printf "!(has(request.userInfo.groups) && request.userInfo.groups.exists(g, g in %s))" (toJson $groups))) }}
 {{- end }}
 {{- if $webhooks.skipUnrelatedUpdates }}
 {{- $conditions = append $conditions (dict "name" "hotplug-relevant-change" "expression" (include "hotplug-guard.relevantChange" .)) }}
@@ -214,21 +268,15 @@ only when every condition is true.
 CEL: true for a CREATE, and for an UPDATE that changes the template's interfaces
 or networks or any hotplug-guard.io/ annotation. Every other VM update (labels,
 run strategy, memory, ...) leaves what the webhook judges as it was, so it never
-waits on the webhook. Written with has() rather than optional fields (`.?`) so that any CEL
-implementation evaluates it.
+waits on the webhook. Written with has() rather than optional fields (`.?`), so
+that any CEL implementation evaluates it.
 */}}
 {{- define "hotplug-guard.relevantChange" -}}
-{{- $interfaces := "spec.template.spec.domain.devices.interfaces" }}
-{{- $networks := "spec.template.spec.networks" }}
-{{- $annotations := "metadata.annotations" }}
-{{- $new := include "hotplug-guard.celField" (dict "var" "object" "path" $annotations "default" "{}") }}
-{{- $old := include "hotplug-guard.celField" (dict "var" "oldObject" "path" $annotations "default" "{}") }}
 {{- $clauses := list "request.operation != 'UPDATE'" }}
-{{- range list $interfaces $networks }}
+{{- range list "spec.template.spec.domain.devices.interfaces" "spec.template.spec.networks" }}
 {{- $clauses = append $clauses (printf "%s != %s" (include "hotplug-guard.celField" (dict "var" "object" "path" . "default" "[]")) (include "hotplug-guard.celField" (dict "var" "oldObject" "path" . "default" "[]"))) }}
 {{- end }}
-{{- $clauses = append $clauses (printf "%s.exists(k, k.startsWith('hotplug-guard.io/') && (!(k in %s) || %s[k] != %s[k]))" $new $old $old $new) }}
-{{- $clauses = append $clauses (printf "%s.exists(k, k.startsWith('hotplug-guard.io/') && !(k in %s))" $old $new) }}
+{{- $clauses = append $clauses (printf "(%s)" (include "hotplug-guard.changesGuardedAnnotations" .)) }}
 {{- join " || " $clauses }}
 {{- end }}
 

@@ -1,0 +1,223 @@
+"""The signed request: what the webhook signs, what the controller's one function accepts."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import hmac
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonpatch
+import pytest
+import yaml
+
+from policy import Context, Mode, Operation, Review, UserInfo, evaluate
+from policy.annotations import REQUEST, HotplugRequest, parse_request
+from policy.signing import (
+    InvalidKey,
+    SigningKeys,
+    request_message,
+    sign_request,
+    verify_request,
+)
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "vms"
+KEY = b"k" * 32
+OTHER_KEY = b"o" * 32
+KEYS = SigningKeys(signing=KEY)
+USER = UserInfo(username="jane@example.com", groups=("system:authenticated",))
+
+
+def load(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((FIXTURES / f"{name}.yaml").read_text())
+    return loaded
+
+
+def running_vm() -> dict[str, Any]:
+    vm = load("vm-fedora-running")
+    vm["metadata"]["generation"] = 6
+    return vm
+
+
+def plugged(vm: dict[str, Any], name: str = "dyniface1") -> dict[str, Any]:
+    new = copy.deepcopy(vm)
+    template = new["spec"]["template"]["spec"]
+    template["domain"]["devices"]["interfaces"].append({"name": name, "bridge": {}})
+    template["networks"].append({"name": name, "multus": {"networkName": "new-fancy-net"}})
+    return new
+
+
+CONTEXT = Context(vmi=load("vmi-fedora-running"), nads=frozenset({"default/new-fancy-net"}))
+
+
+def admit(
+    old: dict[str, Any],
+    new: dict[str, Any],
+    *,
+    mutating: SigningKeys | None = KEYS,
+    validating: SigningKeys | None = KEYS,
+    user: UserInfo = USER,
+) -> tuple[bool, dict[str, Any]]:
+    """Mutate, apply the patch, bump the generation as kube-apiserver does, validate;
+    (allowed, the object as stored).
+    """
+    review = Review(operation=Operation.UPDATE, new=new, old=old, user=user, namespace="default")
+    mutated = evaluate(review, CONTEXT, mode=Mode.MUTATE, keys=mutating)
+    if not mutated.allowed:
+        return False, new
+    stored = jsonpatch.apply_patch(copy.deepcopy(new), mutated.render_patch())
+    if stored["spec"] != old["spec"]:  # PrepareForUpdate of a custom resource
+        stored["metadata"]["generation"] = old["metadata"]["generation"] + 1
+    validated = evaluate(
+        Review(operation=Operation.UPDATE, new=stored, old=old, user=user, namespace="default"),
+        CONTEXT,
+        mode=Mode.VALIDATE,
+        keys=validating,
+    )
+    return validated.allowed, stored
+
+
+def test_an_admitted_hot_plug_verifies_on_the_stored_vm() -> None:
+    old = running_vm()
+    allowed, stored = admit(old, plugged(old))
+    assert allowed
+    request = verify_request(stored["metadata"]["annotations"][REQUEST], stored, [KEY])
+    assert request is not None
+    assert (request.plug, request.unplug, request.generation) == (("dyniface1",), (), 7)
+    assert request.signature.startswith("v1:")
+
+
+def test_the_signature_is_hmac_sha256_over_the_documented_netstrings() -> None:
+    request = HotplugRequest(id="4c062900d22c7008", plug=("nic1", "nic2"), generation=7)
+    message = (
+        b"27:hotplug-guard.io/request/v1,3:uid,7:default,6:vm-one,1:7,"
+        b"16:4c062900d22c7008,14:4:nic1,4:nic2,,0:,"
+    )
+    assert request_message(request, uid="uid", namespace="default", name="vm-one") == message
+    mac = hmac.new(KEY, message, hashlib.sha256).digest()
+    signed = sign_request(request, uid="uid", namespace="default", name="vm-one", key=KEY)
+    assert signed.signature == "v1:" + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+def stored_plug() -> dict[str, Any]:
+    old = running_vm()
+    allowed, stored = admit(old, plugged(old))
+    assert allowed
+    return stored
+
+
+def annotation(vm: dict[str, Any]) -> str:
+    value: str = vm["metadata"]["annotations"][REQUEST]
+    return value
+
+
+def rewritten(value: str, **fields: object) -> str:
+    data = json.loads(value)
+    data.update(fields)
+    return json.dumps(data)
+
+
+def test_a_request_does_not_verify_on_another_vm() -> None:
+    stored = stored_plug()
+    for key, value in (("uid", "0e4f1a52-5b0d-4d8c-9c6e-3e7f2a1b9d00"), ("name", "vm-two")):
+        other = copy.deepcopy(stored)
+        other["metadata"][key] = value
+        assert verify_request(annotation(stored), other, [KEY]) is None
+    moved = copy.deepcopy(stored)
+    moved["metadata"]["namespace"] = "team-b"
+    assert verify_request(annotation(stored), moved, [KEY]) is None
+
+
+def test_a_request_does_not_verify_for_another_change() -> None:
+    stored = stored_plug()
+    value = annotation(stored)
+    # the same request on a VM whose interfaces are not the ones it produced
+    assert verify_request(value, plugged(stored, "dyniface2"), [KEY]) is None
+    # edited fields break the signature
+    for fields in ({"plug": ["dyniface2"]}, {"unplug": ["defaultnetwork"]}, {"generation": 8}):
+        assert verify_request(rewritten(value, **fields), stored, [KEY]) is None
+
+
+def test_a_request_claiming_a_later_generation_than_the_vm_does_not_verify() -> None:
+    stored = stored_plug()
+    earlier = copy.deepcopy(stored)
+    earlier["metadata"]["generation"] = 6
+    assert verify_request(annotation(stored), earlier, [KEY]) is None
+    later = copy.deepcopy(stored)
+    later["metadata"]["generation"] = 9  # an unrelated spec change since
+    assert verify_request(annotation(stored), later, [KEY]) is not None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        "",
+        "not json",
+        "[]",
+        '{"id":"4c062900d22c7008","plug":["dyniface1"],"unplug":[],"generation":7}',
+        '{"id":"x","signature":"v1:\u00e9"}',
+    ],
+)
+def test_unsigned_or_malformed_values_do_not_verify(value: object) -> None:
+    assert verify_request(value, stored_plug(), [KEY]) is None
+
+
+def test_only_the_holders_of_a_key_can_sign() -> None:
+    stored = stored_plug()
+    assert verify_request(annotation(stored), stored, [OTHER_KEY]) is None
+    assert verify_request(annotation(stored), stored, [OTHER_KEY, KEY]) is not None
+    assert verify_request(annotation(stored), stored, []) is None
+
+
+def test_keys_shorter_than_32_bytes_are_refused_and_never_printed() -> None:
+    with pytest.raises(InvalidKey, match="at least 32 bytes"):
+        SigningKeys(signing=b"short")
+    with pytest.raises(InvalidKey):
+        SigningKeys(signing=KEY, accepted=(b"short",))
+    assert "k" * 8 not in repr(SigningKeys(signing=KEY, accepted=(OTHER_KEY,)))
+
+
+def test_a_request_signed_with_an_unknown_key_is_forged() -> None:
+    old = running_vm()
+    _, stored = admit(old, plugged(old), mutating=SigningKeys(signing=OTHER_KEY), validating=None)
+    allowed, _ = admit(old, stored, mutating=None, validating=KEYS)
+    assert not allowed
+
+
+def test_a_request_copied_from_another_vm_is_forged() -> None:
+    stored = stored_plug()
+    other = running_vm()
+    other["metadata"]["uid"] = "0e4f1a52-5b0d-4d8c-9c6e-3e7f2a1b9d00"
+    forged = plugged(other)
+    forged["metadata"]["annotations"] = {REQUEST: annotation(stored)}
+    review = Review(operation=Operation.UPDATE, new=forged, old=other, user=USER)
+    verdict = evaluate(review, CONTEXT, mode=Mode.VALIDATE, keys=KEYS)
+    assert not verdict.allowed
+    assert [c.rule for c in verdict.causes] == ["guarded-annotations"]
+
+
+def test_replicas_in_the_middle_of_a_key_rotation_agree() -> None:
+    # one replica signs with the new key, another has not switched yet: both accept both
+    switched = SigningKeys(signing=KEY, accepted=(OTHER_KEY,))
+    not_yet = SigningKeys(signing=OTHER_KEY, accepted=(KEY,))
+    old = running_vm()
+    allowed, stored = admit(old, plugged(old), mutating=switched, validating=not_yet)
+    assert allowed
+    assert verify_request(annotation(stored), stored, switched.verifying) is not None
+    # and reinvoking the mutation on the other replica patches nothing
+    review = Review(operation=Operation.UPDATE, new=stored, old=old, user=USER)
+    assert evaluate(review, CONTEXT, mode=Mode.MUTATE, keys=not_yet).patch == ()
+
+
+def test_without_a_key_the_request_is_unsigned_and_never_verifies() -> None:
+    old = running_vm()
+    allowed, stored = admit(old, plugged(old), mutating=None, validating=None)
+    assert allowed
+    request = parse_request(annotation(stored))
+    assert request is not None
+    assert (request.signature, request.generation) == ("", 7)
+    assert verify_request(annotation(stored), stored, [KEY]) is None
