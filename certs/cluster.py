@@ -22,11 +22,9 @@ import base64
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import kubernetes.client
-import kubernetes.config
 from cryptography import x509
 from kubernetes.client import ApiException
 
@@ -80,20 +78,6 @@ class EnsureResult:
     material: Material  # as stored in the Secret at the end of the run
     actions: tuple[Action, ...] = ()  # certificate changes this run wrote
     published: tuple[str, ...] = ()  # "plural/name" whose caBundle it updated
-
-
-def api_client(kubeconfig: Path | None = None) -> kubernetes.client.ApiClient:
-    """A client for the cluster: `kubeconfig` if given, else in-cluster config, else ~/.kube."""
-    configuration = kubernetes.client.Configuration()
-    loaders: Any = kubernetes.config  # the config loaders carry no type hints
-    if kubeconfig is not None:
-        loaders.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
-    else:
-        try:
-            loaders.load_incluster_config(client_configuration=configuration)
-        except loaders.ConfigException:
-            loaders.load_kube_config(client_configuration=configuration)
-    return kubernetes.client.ApiClient(configuration)
 
 
 def ensure_cluster(

@@ -24,18 +24,22 @@ from urllib3.exceptions import HTTPError
 
 from certs import generate_local
 from certs.clock import SystemClock
-from certs.cluster import ClusterError, ClusterTarget, api_client, ensure_cluster
+from certs.cluster import ClusterError, ClusterTarget, ensure_cluster
 from certs.directory import write_material
 from certs.errors import CertificateSettingsError
 from certs.issuance import MIN_RSA_BITS, KeySpec, KeyType
 from certs.material import CA_CERT, CA_KEY, TLS_CERT, TLS_KEY
 from certs.names import parse_hosts, service_hosts
 from certs.rotation import DEFAULT_POLICY, RotationPolicy
+from hotplug_guard import kubeconfig
 from hotplug_guard.errors import UsageError
+from hotplug_guard.probes import ProbeServer, parse_bind
 
 log = logging.getLogger("hotplug_guard.certs")
 
 DEFAULT_INTERVAL_SECONDS = 600
+PROBE_SLACK_SECONDS = 300.0
+"""How much longer than --interval a run may take before the loop counts as stuck."""
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
@@ -82,7 +86,13 @@ def register(subparsers: Any) -> None:
     ensure.add_argument(
         "--out", type=Path, metavar="DIR", help=f"also write {CA_CERT}, {TLS_CERT}, {TLS_KEY}"
     )
-    ensure.add_argument("--kubeconfig", type=Path, help="default: in-cluster, then ~/.kube")
+    ensure.add_argument(
+        "--probe-bind",
+        metavar="HOST:PORT",
+        help="without --once: answer /healthz (a run ended within the interval and "
+        f"{PROBE_SLACK_SECONDS:g} s) and /readyz (the last run succeeded) over HTTP",
+    )
+    kubeconfig.add_arguments(ensure)
     mode = ensure.add_mutually_exclusive_group()
     mode.add_argument("--once", action="store_true", help="run once and exit")
     mode.add_argument(
@@ -170,19 +180,46 @@ def run_ensure(args: argparse.Namespace) -> int:
             ca_configmap=_name("--ca-configmap", args.ca_configmap) if args.ca_configmap else None,
         )
         key_spec = _key_spec(args)
-    if args.kubeconfig is not None and not args.kubeconfig.is_file():
-        raise UsageError(f"--kubeconfig {args.kubeconfig}: no such file")
-    try:
-        api = api_client(args.kubeconfig)
-    except Exception as error:  # the config loaders raise exceptions of several kinds
-        raise UsageError(f"cannot load the cluster configuration: {error}") from None
+    if args.once and args.probe_bind:
+        raise UsageError("--probe-bind is for the loop; --once answers with its exit code")
+    bind = parse_bind(args.probe_bind, option="--probe-bind") if args.probe_bind else None
+    api = ApiClient(kubeconfig.from_arguments(args).configuration)
     _configure_logging()
+    if args.once:
+        return 0 if _ensure_once(api, target, policy=policy, key_spec=key_spec, out=args.out) else 1
+    loop = _Loop(interval=args.interval)
+    if bind is not None:
+        try:
+            ProbeServer(bind, health=loop.problem, readiness=loop.unready).start()
+        except OSError as error:
+            raise UsageError(f"--probe-bind {args.probe_bind}: {error.strerror}") from None
     while True:
-        succeeded = _ensure_once(api, target, policy=policy, key_spec=key_spec, out=args.out)
-        if args.once:
-            return 0 if succeeded else 1
+        loop.ended(_ensure_once(api, target, policy=policy, key_spec=key_spec, out=args.out))
         # stopping mid-run is safe: every write is atomic and conditional
         time.sleep(args.interval)
+
+
+class _Loop:
+    """What the probes of the `ensure` loop report: runs that end, and how the last ended."""
+
+    def __init__(self, *, interval: float) -> None:
+        self._interval = interval
+        self._ended = time.monotonic()
+        self._succeeded: bool | None = None
+
+    def ended(self, succeeded: bool) -> None:
+        self._ended, self._succeeded = time.monotonic(), succeeded
+
+    def problem(self) -> str | None:
+        waited = time.monotonic() - self._ended
+        if waited > self._interval + PROBE_SLACK_SECONDS:
+            return f"no run ended for {waited:.0f} s (interval {self._interval:g} s)"
+        return None
+
+    def unready(self) -> str | None:
+        if self._succeeded is None:
+            return "the first run has not ended"
+        return None if self._succeeded else "the last run failed (see the log)"
 
 
 def _ensure_once(

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from certs import ServingFiles, ensure_local, record_expiry
 from certs.errors import CertificateSettingsError
+from hotplug_guard import kubeconfig
 from hotplug_guard.errors import UsageError
 from hotplug_guard.files import load_policy_config
 from hotplug_guard.keys import ensure_local_keys, read_keys
@@ -74,13 +75,15 @@ def register(subparsers: Any) -> None:
         "--in-cluster", action="store_true", help="watch the cluster this pod runs in"
     )
     cluster.add_argument("--offline", action="store_true", help="no cluster context (the default)")
+    parser.add_argument(
+        "--context", metavar="NAME", help="kubeconfig context to watch (implies cluster context)"
+    )
     parser.set_defaults(handler=run_serve)
 
 
 def run_serve(args: argparse.Namespace) -> int:
     # The serving stack (gunicorn, flask, kubernetes) takes over a second to import;
     # importing it here keeps every other sub-command fast.
-    from webhook.caches import ConfigurationError, load_client_configuration  # noqa: PLC0415
     from webhook.logs import configure  # noqa: PLC0415
     from webhook.server import ServerOptions, serve  # noqa: PLC0415
     from webhook.tls import CertificateError, ServingContext  # noqa: PLC0415
@@ -98,13 +101,10 @@ def run_serve(args: argparse.Namespace) -> int:
     except CertificateError as error:
         raise UsageError(str(error)) from None
     cluster: Configuration | None = None
-    if args.kubeconfig is not None or args.in_cluster:
-        try:
-            cluster = load_client_configuration(
-                kubeconfig=args.kubeconfig, in_cluster=args.in_cluster
-            )
-        except ConfigurationError as error:
-            raise UsageError(f"cannot use the cluster configuration: {error}") from None
+    if args.offline and args.context is not None:
+        raise UsageError("--context names a cluster to watch; it cannot go with --offline")
+    if args.kubeconfig is not None or args.in_cluster or args.context is not None:
+        cluster = kubeconfig.from_arguments(args).configuration
     keys = signing_keys(args.signing_keys, cluster=cluster is not None)
 
     configure()

@@ -15,7 +15,7 @@ import kubernetes.config
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from certs.cluster import ClusterTarget, api_client, ensure_cluster
+from certs.cluster import ClusterTarget, ensure_cluster
 from certs.issuance import BACKDATE, DEFAULT_KEYS
 from certs.material import Material, parse_material
 from certs.names import parse_hosts, service_hosts
@@ -149,7 +149,9 @@ def test_a_ca_rotation_under_traffic_from_the_api_server_loses_no_request(
             ca_configmap=f"{guard.fullname}-ca",
         )
         # as the certs pod's ServiceAccount, with the chart's RBAC
-        api = api_client(guard.kubeconfigs[guard.rendered.certs_pod()["serviceAccountName"]])
+        api = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(guard.kubeconfigs[guard.rendered.certs_pod()["serviceAccountName"]])
+        )
         real_now = datetime.now(UTC)
         # a CA of this policy that is due a minute before real time: rotated during the traffic
         clock = ManualClock(real_now - timedelta(minutes=1) - CA_DUE)
