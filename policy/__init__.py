@@ -16,6 +16,7 @@ from policy.annotations import (
     parse_ledger,
     parse_request,
     parse_status,
+    render_status,
 )
 from policy.catalogue import CATALOGUE, RuleId
 from policy.cluster import parse_version
@@ -54,4 +55,5 @@ __all__ = [
     "parse_status",
     "parse_version",
     "render_config",
+    "render_status",
 ]

@@ -85,18 +85,34 @@ class Ledger(Value):
 
 @final
 class HotplugStatus(Value):
-    """The controller's report on request `id`."""
+    """The controller's report on request `id`.
 
-    FIELDS = ("id", "phase", "migration", "attempts", "message")
+    `generation` is the request's: the controller refuses a request whose generation
+    is below the one it last reported on (an older request written back later);
+    `since` is when it first reported on the request (RFC 3339, UTC), kept across
+    phases.
+    """
+
+    FIELDS = ("id", "phase", "migration", "attempts", "message", "generation", "since")
 
     def __init__(
-        self, *, id: str, phase: Phase, migration: str = "", attempts: int = 0, message: str = ""
+        self,
+        *,
+        id: str,
+        phase: Phase,
+        migration: str = "",
+        attempts: int = 0,
+        message: str = "",
+        generation: int = 0,
+        since: str = "",
     ) -> None:
         self.id: Final = id
         self.phase: Final = phase
         self.migration: Final = migration
         self.attempts: Final = attempts
         self.message: Final = message
+        self.generation: Final = generation
+        self.since: Final = since
 
     @property
     def finished(self) -> bool:
@@ -132,6 +148,15 @@ def render_request(request: HotplugRequest) -> str:
 def render_ledger(ledger: Ledger) -> str:
     booted = "" if ledger.booted is None else f',"booted":{ledger.booted}'
     return f'{{"vmi":{_quote(ledger.vmi)},"interfaces":{_list(ledger.interfaces)}{booted}}}'
+
+
+def render_status(status: HotplugStatus) -> str:
+    return (
+        f'{{"id":{_quote(status.id)},"phase":{_quote(status.phase.value)},'
+        f'"migration":{_quote(status.migration)},"attempts":{status.attempts},'
+        f'"message":{_quote(status.message)},"generation":{status.generation},'
+        f'"since":{_quote(status.since)}}}'
+    )
 
 
 def _list(names: Iterable[str]) -> str:
@@ -190,6 +215,8 @@ def parse_status(text: object) -> HotplugStatus | None:
         migration=_text(data.get("migration")),
         attempts=positive_int(data.get("attempts")),
         message=_text(data.get("message")),
+        generation=positive_int(data.get("generation")),
+        since=_text(data.get("since")),
     )
 
 

@@ -128,7 +128,9 @@ def verify_request(
     `vm` is the VirtualMachine object (its own `metadata.annotations` hold the value);
     `keys` the signing key and any accepted ones. None unless the value parses, its
     signature is valid for the VM's uid, namespace and name, its id is the id of
-    the VM's current interfaces, and its generation is not ahead of the VM's.
+    the VM's current interfaces (or of those plus the interfaces it unplugged, which
+    KubeVirt removes from the VM once the unplug completed), and its generation is
+    not ahead of the VM's.
     """
     request = parse_request(annotation_value)
     if request is None or not request.signature:
@@ -140,8 +142,17 @@ def verify_request(
         request, uid=view.uid, namespace=view.namespace, name=view.name, keys=keys
     ):
         return None
-    current = request_id(view.uid, ((iface.name, iface.absent) for iface in view.spec.interfaces))
-    return request if request.id == current else None
+    interfaces = [(iface.name, iface.absent) for iface in view.spec.interfaces]
+    if request.id == request_id(view.uid, interfaces):
+        return request
+    # KubeVirt removes an unplugged interface (and its network) from the VM once the
+    # unplug completed; the interfaces are then those of the change less those it
+    # unplugged, which the signature names.
+    present = {name for name, _ in interfaces}
+    cleared = [(name, True) for name in request.unplug if name not in present]
+    if cleared and request.id == request_id(view.uid, interfaces + cleared):
+        return request
+    return None
 
 
 def _signature(message: bytes, key: bytes) -> str:

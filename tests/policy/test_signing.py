@@ -15,7 +15,13 @@ import pytest
 import yaml
 
 from policy import Context, Mode, Operation, Review, UserInfo, evaluate
-from policy.annotations import REQUEST, HotplugRequest, parse_request
+from policy.annotations import (
+    REQUEST,
+    HotplugRequest,
+    parse_request,
+    render_request,
+    request_id,
+)
 from policy.signing import (
     InvalidKey,
     SigningKeys,
@@ -221,3 +227,43 @@ def test_without_a_key_the_request_is_unsigned_and_never_verifies() -> None:
     assert request is not None
     assert (request.signature, request.generation) == ("", 7)
     assert verify_request(annotation(stored), stored, [KEY]) is None
+
+
+def test_an_unplug_still_verifies_once_kubevirt_removed_the_interface() -> None:
+    """KubeVirt deletes a completed unplug's interface and network from the VM: the request
+    must stay verifiable until the controller has reported it, and only for that change."""
+    vm = plugged(running_vm(), "nic1")
+    vm["metadata"]["generation"] = 8
+    devices = vm["spec"]["template"]["spec"]["domain"]["devices"]
+    devices["interfaces"][1]["state"] = "absent"
+    uid = vm["metadata"]["uid"]
+    request = sign_request(
+        HotplugRequest(
+            id=request_id(uid, [("defaultnetwork", False), ("nic1", True)]),
+            unplug=("nic1",),
+            generation=8,
+        ),
+        uid=uid,
+        namespace="default",
+        name="vm-fedora",
+        key=KEY,
+    )
+    value = render_request(request)
+    assert verify_request(value, vm, [KEY]) == request
+
+    cleaned = copy.deepcopy(vm)
+    del cleaned["spec"]["template"]["spec"]["domain"]["devices"]["interfaces"][1]
+    del cleaned["spec"]["template"]["spec"]["networks"][1]
+    cleaned["metadata"]["generation"] = 9
+    assert verify_request(value, cleaned, [KEY]) == request
+    # anything else changed on top does not verify
+    assert verify_request(value, plugged(cleaned, "nic2"), [KEY]) is None
+    # nor does a plug of the same name whose interface vanished
+    plug = sign_request(
+        HotplugRequest(id=request.id, plug=("nic1",), generation=8),
+        uid=uid,
+        namespace="default",
+        name="vm-fedora",
+        key=KEY,
+    )
+    assert verify_request(render_request(plug), cleaned, [KEY]) is None
