@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from hotplug_guard.commands import certificates, policy_commands, serve
+from hotplug_guard.commands import certificates, controller, policy_commands, serve
 from hotplug_guard.errors import UsageError
 
 EXIT_BAD_INPUT = 2
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     policy_commands.register(subparsers)
     serve.register(subparsers)
     certificates.register(subparsers)
+    controller.register(subparsers)
     return parser
 
 
