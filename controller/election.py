@@ -108,7 +108,8 @@ class Elector:
     def stop(self, *, release: bool = True) -> None:
         """Stop campaigning; as the leader, hand the Lease back (unless `release` is False)."""
         self._stop.set()
-        self._thread.join(self._timings.retry_seconds + 5)
+        if self._thread.is_alive():
+            self._thread.join(self._timings.retry_seconds + 5)
         if release and self._leader.is_set() and self._record is not None:
             try:
                 self._api.replace_lease(replace(self._record, holder="", lease_seconds=1))

@@ -11,7 +11,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from hotplug_guard.commands import certificates, controller, policy_commands, serve
+from hotplug_guard.commands import (
+    certificates,
+    controller,
+    interfaces,
+    policy_commands,
+    serve,
+    status,
+)
 from hotplug_guard.errors import UsageError
 
 EXIT_BAD_INPUT = 2
@@ -28,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.register(subparsers)
     certificates.register(subparsers)
     controller.register(subparsers)
+    interfaces.register(subparsers)
+    status.register(subparsers)
     return parser
 
 

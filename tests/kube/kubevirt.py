@@ -3,11 +3,12 @@
 KubeVirt itself cannot run here (no nodes, no kubelet, no libvirt). This
 simulator stands in for it, acting only through the real kube-apiserver as
 KubeVirt's service accounts would: `install` creates the KubeVirt CR as
-virt-operator reports a deployed release; `start` creates the
-VirtualMachineInstance of a VM (its spec from the VM template, status Running
-with one status entry per interface named as KubeVirt names pod interfaces,
-LiveMigratable) and sets the VM's status through the status subresource. It
-simulates no migration, no hot plug completion and no guest.
+virt-operator reports a deployed release, and the `kubevirt.io:migrate`
+ClusterRole virt-operator installs; `start` creates the VirtualMachineInstance
+of a VM (its spec from the VM template, status Running with one status entry
+per interface named as KubeVirt names pod interfaces, LiveMigratable) and sets
+the VM's status through the status subresource. What happens to a running VM
+afterwards (hot plug, migrations, the guest) is `tests.kube.simulator`'s part.
 
 `virtual_machine` and `network_attachment_definition` build the objects a user
 or cluster admin would create.
@@ -35,18 +36,37 @@ def pod_interface_name(network: Mapping[str, Any]) -> str:
     return "pod" + hashlib.sha256(network["name"].encode()).hexdigest()[:11]
 
 
+FULL_INFO = "domain, guest-agent, multus-status"
+
+
+def mac_of(name: str) -> str:
+    """A locally administered MAC address, the same for the same interface name."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return "02:" + ":".join(f"{byte:02x}" for byte in digest[:5])
+
+
+def status_entry(network: Mapping[str, Any], index: int, info: str = FULL_INFO) -> Manifest:
+    """A status interface as virt-handler reports a NIC the guest agent sees."""
+    address = f"10.{100 + index}.0.{10 + index}"
+    return {
+        "name": network["name"],
+        "podInterfaceName": pod_interface_name(network),
+        "interfaceName": f"eth{index}",
+        "mac": mac_of(network["name"]),
+        "ipAddress": address,
+        "ipAddresses": [address],
+        "infoSource": info,
+        "queueCount": 1,
+    }
+
+
 def instance_of(vm: Mapping[str, Any]) -> Manifest:
     """The VMI virt-controller would create for `vm`, as virt-handler reports it running."""
     template = copy.deepcopy(vm["spec"]["template"])
     metadata = vm["metadata"]
     spec = template["spec"]
     status_interfaces = [
-        {
-            "name": network["name"],
-            "podInterfaceName": pod_interface_name(network),
-            "infoSource": "domain, guest-agent, multus-status",
-        }
-        for network in spec.get("networks") or ()
+        status_entry(network, index) for index, network in enumerate(spec.get("networks") or ())
     ]
     return {
         "apiVersion": API_VERSION,
@@ -69,6 +89,7 @@ def instance_of(vm: Mapping[str, Any]) -> Manifest:
         "spec": spec,
         "status": {
             "phase": "Running",
+            "nodeName": "node-a",
             "conditions": [
                 {"type": "Ready", "status": "True"},
                 {"type": "LiveMigratable", "status": "True"},
@@ -76,6 +97,35 @@ def instance_of(vm: Mapping[str, Any]) -> Manifest:
             "interfaces": status_interfaces,
         },
     }
+
+
+# virt-operator's `kubevirt.io:migrate` (pkg/virt-operator/resource/generate/rbac/cluster.go)
+MIGRATE_ROLE: Manifest = {
+    "apiVersion": "rbac.authorization.k8s.io/v1",
+    "kind": "ClusterRole",
+    "metadata": {"name": "kubevirt.io:migrate", "labels": {"kubevirt.io": ""}},
+    "rules": [
+        {
+            "apiGroups": ["subresources.kubevirt.io"],
+            "resources": ["virtualmachines/migrate"],
+            "verbs": ["update"],
+        },
+        {
+            "apiGroups": ["kubevirt.io"],
+            "resources": ["virtualmachineinstancemigrations"],
+            "verbs": [
+                "get",
+                "delete",
+                "create",
+                "update",
+                "patch",
+                "list",
+                "watch",
+                "deletecollection",
+            ],
+        },
+    ],
+}
 
 
 def install(plane: ControlPlane) -> Manifest:
@@ -86,6 +136,8 @@ def install(plane: ControlPlane) -> Manifest:
     Created once; later calls return it.
     """
     plane.install_crds()
+    if plane.get("rbac.authorization.k8s.io/v1", "ClusterRole", "kubevirt.io:migrate") is None:
+        plane.create(MIGRATE_ROLE)
     found = plane.get(API_VERSION, "KubeVirt", "kubevirt", namespace="kubevirt")
     if found is not None:
         return found
@@ -112,6 +164,18 @@ def install(plane: ControlPlane) -> Manifest:
         content_type="application/merge-patch+json",
     ).to_dict()
     return installed
+
+
+def workload_update_methods(plane: ControlPlane, methods: Sequence[str]) -> None:
+    """Set `spec.workloadUpdateStrategy.workloadUpdateMethods` of the KubeVirt CR."""
+    install(plane)
+    resource = plane.resource(API_VERSION, "KubeVirt")
+    resource.patch(
+        body={"spec": {"workloadUpdateStrategy": {"workloadUpdateMethods": list(methods)}}},
+        name="kubevirt",
+        namespace="kubevirt",
+        content_type="application/merge-patch+json",
+    )
 
 
 def start(plane: ControlPlane, namespace: str, name: str) -> Manifest:

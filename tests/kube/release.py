@@ -1,4 +1,4 @@
-"""A hotplug-guard release on the control plane: the chart rendered by Helm, its pod run locally.
+"""A hotplug-guard release on the control plane: the chart rendered by Helm, its pods run locally.
 
 `deployed(plane, directory, values)` renders the chart, creates what it renders
 for the API server (ServiceAccounts, RBAC, the signing-key Secret, the policy
@@ -8,10 +8,12 @@ processes with their own command lines from the render: the certs pod's
 `certs ensure --once` init container (which creates the serving Secret and
 writes the caBundle into both configurations) and the webhook pod's `serve`,
 each authenticated with a real token of its pod's ServiceAccount, so the chart's
-RBAC is what they get. Only what a kubelet gives differs: volumes are
-directories filled from their Secrets and ConfigMaps (`project`, again after a
-Secret changes), `--in-cluster` is the token's kubeconfig, `--bind` is
-127.0.0.1, and the serving certificate also names 127.0.0.1.
+RBAC is what they get. Controller replicas start on request (`start_controller`),
+as the controller pod's command with a token of its ServiceAccount. Only what a
+kubelet gives differs: volumes are directories filled from their Secrets and
+ConfigMaps (`project`, again after a Secret changes), `--in-cluster` is the
+token's kubeconfig, `--bind` and `--probe-bind` are 127.0.0.1, and the serving
+certificate also names 127.0.0.1.
 
 Each release reviews only namespaces labelled with its id (`namespace()`), so
 several releases can share one control plane.
@@ -87,6 +89,7 @@ class Release:
     server: Service | None = None
     webhooks: list[tuple[str, str]] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  # for the containers' processes
+    replicas: list[Replica] = field(default_factory=list)
 
     @property
     def base_url(self) -> str:
@@ -116,10 +119,11 @@ class Release:
         return pod
 
     def project(self, volume: str | None = None) -> None:
-        """Fill the webhook pod's volumes (or one) from the API server, as a kubelet does."""
-        for spec in self.rendered.deployment_pod().get("volumes", ()):
-            if volume in (None, spec["name"]):
-                _project(self.plane, self.namespace, spec, self.volume(spec["name"]))
+        """Fill the pods' volumes (or one) from the API server, as a kubelet does."""
+        for pod in self.rendered.pods():
+            for spec in pod.get("volumes", ()):
+                if volume in (None, spec["name"]):
+                    _project(self.plane, self.namespace, spec, self.volume(spec["name"]))
 
     def command(self, container: str) -> list[str]:
         """The container's arguments as rendered, with local volumes and credentials."""
@@ -133,6 +137,9 @@ class Release:
                 continue
             if argument.startswith("--bind="):
                 args.append(f"--bind=127.0.0.1:{self.port}")
+                continue
+            if argument.startswith("--probe-bind="):
+                args.append("--probe-bind=127.0.0.1:0")  # start_controller picks the port
                 continue
             option, separator, value = argument.partition("=")
             local = next(
@@ -184,6 +191,41 @@ class Release:
             service.stop(self.server)
             self.server = None
 
+    def start_controller(self, identity: str, *extra: str) -> Replica:
+        """Start a replica of the `controller` container as `identity` (the pod's name);
+        `extra` options override the rendered ones (shorter timings for tests). Returns
+        once its caches are synced."""
+        self.project("signing")
+        args = self.command("controller")
+        assert args[0] == "controller", args
+        port = free_port()
+        args = [
+            f"--probe-bind=127.0.0.1:{port}" if a.startswith("--probe-bind=") else a for a in args
+        ]
+        log = self.directory / f"controller-{identity}.log"
+        with log.open("ab") as output:
+            popen = subprocess.Popen(
+                [sys.executable, "-m", "hotplug_guard", *args, *extra],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={
+                    **os.environ,
+                    "PYTHONPATH": str(service.REPO),
+                    "POD_NAME": identity,
+                    **self.env,
+                },
+            )
+        replica = Replica(popen=popen, port=port, log=log)
+        self.replicas.append(replica)
+        replica.wait_ready()
+        return replica
+
+    def stop_controllers(self) -> None:
+        for replica in self.replicas:
+            replica.stop()
+        self.replicas.clear()
+
     # --- what tests use -----------------------------------------------------------------------
 
     def namespace_for_tests(self, prefix: str) -> str:
@@ -222,6 +264,57 @@ class Release:
             with contextlib.suppress(kubernetes.client.ApiException):
                 resource.create(body=probe, namespace=probe_namespace, dry_run="All")
             time.sleep(0.1)
+
+
+@dataclass(slots=True)
+class Replica:
+    """A running `hotplug-guard controller` process and its probe port."""
+
+    popen: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + ACTIVE_SECONDS
+        while True:
+            if self.popen.poll() is not None:
+                output = self.log.read_text()[-4000:]
+                raise RuntimeError(f"controller exited with {self.popen.returncode}:\n{output}")
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(self.url("/readyz"), timeout=2).status_code == 200:
+                    return
+            assert time.monotonic() < deadline, f"controller not ready:\n{self.log.read_text()}"
+            time.sleep(0.1)
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of a metric's samples whose labels include `labels`."""
+        text = requests.get(self.url("/metrics"), timeout=5).text
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name in (name, f"{name}_total") and labels.items() <= sample.labels.items()
+        )
+
+    def kill(self) -> None:
+        """SIGKILL: the replica dies without handing its Lease back."""
+        if self.popen.poll() is None:
+            self.popen.kill()
+        self.popen.wait(timeout=10)
+
+    def stop(self) -> int:
+        """SIGTERM (hands the Lease back), then SIGKILL if it lingers; the exit code."""
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=5)
+        return self.popen.returncode
 
 
 def _project(plane: ControlPlane, namespace: str, spec: Mapping[str, Any], target: Path) -> None:
@@ -300,7 +393,8 @@ def deploy(
 
 
 def remove(release: Release) -> None:
-    """Stop the server and delete the webhook configurations (namespaces stay: no GC here)."""
+    """Stop the processes and delete the webhook configurations (namespaces stay: no GC here)."""
+    release.stop_controllers()
     release.stop_server()
     release.plane.delete_webhooks(release.webhooks)
 
