@@ -22,6 +22,8 @@ COPY pyproject.toml setup.py README.md ./
 COPY policy/ policy/
 COPY webhook/ webhook/
 COPY certs/ certs/
+COPY controller/ controller/
+COPY kubecache/ kubecache/
 COPY hotplug_guard/ hotplug_guard/
 RUN pip install "mypy>=1.11" "setuptools>=68" wheel \
     && HOTPLUG_GUARD_MYPYC=1 pip wheel --no-build-isolation --wheel-dir /wheels .

@@ -66,6 +66,11 @@ class Release:
         pod: Manifest = self._deployment_running("certs")["spec"]["template"]["spec"]
         return pod
 
+    def controller_pod(self) -> Manifest:
+        """The pod of the companion controller."""
+        pod: Manifest = self._deployment_running("controller")["spec"]["template"]["spec"]
+        return pod
+
     def _deployment_running(self, container: str) -> Manifest:
         found = [
             d

@@ -92,7 +92,7 @@ def test_service_monitor_scrapes_the_metrics_service_over_verified_tls(mode: str
             "metrics": {"serviceMonitor": {"enabled": True, "labels": {"team": "v"}}},
         }
     )
-    monitor = release.one("ServiceMonitor")
+    monitor = release.one("ServiceMonitor", FULLNAME)
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert monitor["metadata"]["labels"]["team"] == "v"
     service = release.one("Service", f"{FULLNAME}-metrics")

@@ -47,6 +47,28 @@ WEBHOOK_CONFIGURATION_RULES = [
         "verbs": ["get", "patch"],
     }
 ]
+CONTROLLER_RULES = [
+    {
+        "apiGroups": ["kubevirt.io"],
+        "resources": ["virtualmachines"],
+        "verbs": ["get", "list", "watch", "patch"],
+    },
+    {
+        "apiGroups": ["kubevirt.io"],
+        "resources": ["virtualmachineinstances", "kubevirts"],
+        "verbs": ["get", "list", "watch"],
+    },
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+]
+LEASE_RULES = [
+    {
+        "apiGroups": ["coordination.k8s.io"],
+        "resources": ["leases"],
+        "resourceNames": [f"{FULLNAME}-controller"],
+        "verbs": ["get", "update"],
+    },
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+]
 ROLE_KINDS = ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")
 
 
@@ -58,22 +80,34 @@ def roles(release: Release) -> dict[tuple[str, str], Any]:
     }
 
 
-def test_self_managed_install_grants_exactly_three_rule_sets(default_release: Release) -> None:
+CONTROLLER_ROLES = {
+    ("ClusterRole", f"{FULLNAME}-controller"): CONTROLLER_RULES,
+    ("Role", f"{FULLNAME}-controller"): LEASE_RULES,
+}
+
+
+def test_self_managed_install_grants_exactly_these_rule_sets(default_release: Release) -> None:
     assert roles(default_release) == {
         ("ClusterRole", f"{FULLNAME}-webhook"): WEBHOOK_RULES,
         ("Role", f"{FULLNAME}-certs"): SECRET_RULES,
         ("ClusterRole", f"{FULLNAME}-certs"): WEBHOOK_CONFIGURATION_RULES,
+        **CONTROLLER_ROLES,
     }
 
 
 def test_cert_manager_install_grants_no_secret_or_webhook_configuration_access(
     cert_manager_release: Release,
 ) -> None:
-    assert roles(cert_manager_release) == {("ClusterRole", f"{FULLNAME}-webhook"): WEBHOOK_RULES}
+    assert roles(cert_manager_release) == {
+        ("ClusterRole", f"{FULLNAME}-webhook"): WEBHOOK_RULES,
+        **CONTROLLER_ROLES,
+    }
 
 
 def test_offline_server_with_cert_manager_needs_no_rbac_and_no_token() -> None:
-    release = render({"serve": {"clusterContext": False}, **CERT_MANAGER})
+    release = render(
+        {"serve": {"clusterContext": False}, "controller": {"enabled": False}, **CERT_MANAGER}
+    )
     assert not any(item["kind"] in ROLE_KINDS for item in release.objects)
     assert release.deployment_pod()["automountServiceAccountToken"] is False
     assert "--offline" in release.container("webhook")["args"]
@@ -115,9 +149,11 @@ def test_the_server_and_certs_ensure_run_under_their_own_service_accounts(
 ) -> None:
     server = default_release.deployment_pod()["serviceAccountName"]
     certs = default_release.certs_pod()["serviceAccountName"]
+    controller = default_release.controller_pod()["serviceAccountName"]
     assert {a["metadata"]["name"] for a in default_release.all("ServiceAccount")} == {
         server,
         certs,
+        controller,
     }
     # the server's token can read the cluster, never the CA key nor a webhook configuration
     assert bound_roles(default_release, server) == {("ClusterRole", f"{FULLNAME}-webhook")}
@@ -125,10 +161,15 @@ def test_the_server_and_certs_ensure_run_under_their_own_service_accounts(
         ("Role", f"{FULLNAME}-certs"),
         ("ClusterRole", f"{FULLNAME}-certs"),
     }
+    assert bound_roles(default_release, controller) == {
+        *CONTROLLER_ROLES,
+        ("ClusterRole", "kubevirt.io:migrate"),  # KubeVirt's own, not the chart's
+    }
     bindings = [i for i in default_release.objects if i["kind"].endswith("Binding")]
-    assert {(b["roleRef"]["kind"], b["roleRef"]["name"]) for b in bindings} == set(
-        roles(default_release)
-    )
+    assert {(b["roleRef"]["kind"], b["roleRef"]["name"]) for b in bindings} == {
+        *roles(default_release),
+        ("ClusterRole", "kubevirt.io:migrate"),
+    }
     for binding in bindings:
         assert binding["roleRef"]["apiGroup"] == "rbac.authorization.k8s.io"
         # a RoleBinding keeps the namespaced grant in the namespace of its Role
@@ -150,6 +191,7 @@ def test_a_token_is_mounted_only_where_a_container_calls_the_api(
         assert account["automountServiceAccountToken"] is False
     assert default_release.deployment_pod()["automountServiceAccountToken"] is True
     assert default_release.certs_pod()["automountServiceAccountToken"] is True
+    assert default_release.controller_pod()["automountServiceAccountToken"] is True
     offline = render({"serve": {"clusterContext": False}})
     assert offline.deployment_pod()["automountServiceAccountToken"] is False
     assert bound_roles(offline, offline.deployment_pod()["serviceAccountName"]) == set()
@@ -183,3 +225,10 @@ def test_certificate_rules_are_the_ones_docs_certificates_documents() -> None:
     assert without_names(documented_rules("certificates.md", "ClusterRole")) == without_names(
         WEBHOOK_CONFIGURATION_RULES
     )
+
+
+def test_controller_rules_are_the_ones_docs_controller_documents(
+    default_release: Release,
+) -> None:
+    assert documented_rules("controller.md", "ClusterRole") == CONTROLLER_RULES
+    assert without_names(documented_rules("controller.md", "Role")) == without_names(LEASE_RULES)

@@ -77,9 +77,20 @@ exempt service account cannot be claimed by creating a namespace of that name.
 {{- end }}
 {{- end }}
 
-{{/* The companion controller's service account, in the release namespace. */}}
+{{/* The companion controller's service account: the only writer of hotplug-guard.io/status. */}}
+{{- define "hotplug-guard.controllerServiceAccountName" -}}
+{{- printf "%s-controller" (include "hotplug-guard.fullname" .) }}
+{{- end }}
+
+{{/* The companion controller's username, in the release namespace (the policy's controllerUsername). */}}
 {{- define "hotplug-guard.controllerUsername" -}}
-{{- printf "system:serviceaccount:%s:%s-controller" .Release.Namespace (include "hotplug-guard.fullname" .) }}
+{{- printf "system:serviceaccount:%s:%s" .Release.Namespace (include "hotplug-guard.controllerServiceAccountName" .) }}
+{{- end }}
+
+{{/* The controller's pods: a name of their own, like the certificate pods. */}}
+{{- define "hotplug-guard.controllerSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "hotplug-guard.name" . }}-controller
+app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/* The policy config the server reads: the `policy` value plus what belongs to the install. */}}
@@ -167,7 +178,29 @@ the container then repeats it to renew the certificates and keep the caBundle cu
     {{- fail (printf "certs.selfManaged.interval (%v s) must be shorter than the overlap (%v h), so that every replica picks up a new certificate in time" $certs.interval $certs.overlapHours) }}
     {{- end }}
     - --interval={{ $certs.interval }}
+    - --probe-bind=0.0.0.0:8081
     {{- end }}
+  {{- if not .once }}
+  ports:
+    - name: http-probes
+      containerPort: 8081
+      protocol: TCP
+  # ready once a run succeeded; alive while runs keep ending (a hung API call restarts it)
+  readinessProbe:
+    httpGet:
+      path: /readyz
+      port: http-probes
+    periodSeconds: 10
+    timeoutSeconds: 2
+    failureThreshold: 3
+  livenessProbe:
+    httpGet:
+      path: /healthz
+      port: http-probes
+    periodSeconds: 30
+    timeoutSeconds: 3
+    failureThreshold: 3
+  {{- end }}
   securityContext:
     {{- include "hotplug-guard.containerSecurityContext" $root | nindent 4 }}
   resources:
