@@ -16,12 +16,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import requests
 
 from hotplug_guard.cli import main
 from tests.certs.chains import load_bundle, verify_chain
 from tests.harness.fake_apiserver import FakeApiServer
 from tests.kube.controlplane import ALICE
 from tests.kube.seeding import Seeding
+from tests.webhook.service import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -263,6 +265,8 @@ def test_ensure_names_a_missing_webhook_configuration(apiserver: Seeding, tmp_pa
         (["--secret-name=Bad"], "--secret-name 'Bad' is not a valid Kubernetes name"),
         (["--overlap-hours=2000"], "must be shorter than the last third of the serving lifetime"),
         (["--kubeconfig=/nonexistent/kubeconfig"], "--kubeconfig /nonexistent/kubeconfig: no such"),
+        (["--once", "--probe-bind=127.0.0.1:0"], "--probe-bind is for the loop"),
+        (["--interval=60", "--probe-bind=localhost"], "--probe-bind must be HOST:PORT"),
     ],
 )
 def test_ensure_rejects_bad_input_with_exit_2(
@@ -310,6 +314,39 @@ def test_ensure_without_once_keeps_running_every_interval(
     assert still_running
     assert _secret_reads(fake_apiserver) >= 6  # two reads per run: at least three runs
     assert len(fake_apiserver.objects("v1", "secrets")) == 1
+
+
+def test_the_loop_answers_its_probes(apiserver: Seeding, tmp_path: Path) -> None:
+    """Ready once a run succeeded, alive while runs keep ending; both over HTTP."""
+    apiserver.namespace("guard-system")
+    _install_webhooks(apiserver)
+    args = _ensure_args(apiserver.write_kubeconfig(tmp_path / "kubeconfig"), tmp_path / "out")
+    port = free_port()
+    args[args.index("--once")] = "--interval=60"
+    loop = subprocess.Popen(
+        [sys.executable, "-m", "hotplug_guard", "certs", *args, f"--probe-bind=127.0.0.1:{port}"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        answers: dict[str, int] = {}
+        while answers.get("/readyz") != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            for path in ("/healthz", "/readyz"):
+                try:
+                    answers[path] = requests.get(
+                        f"http://127.0.0.1:{port}{path}", timeout=2
+                    ).status_code
+                except requests.RequestException:
+                    answers[path] = 0
+    finally:
+        loop.terminate()
+        loop.wait(timeout=10)
+
+    assert answers == {"/healthz": 200, "/readyz": 200}
+    assert apiserver.get("v1", "secrets", "guard-system", "guard-tls") is not None
 
 
 def _secret_reads(server: FakeApiServer) -> int:

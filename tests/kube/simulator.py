@@ -59,6 +59,7 @@ GROUP, VERSION = "kubevirt.io", "v1"
 ACCOUNT = ("kubevirt", "kubevirt-controller")
 FINAL = frozenset({"Succeeded", "Failed"})
 PARALLEL_MIGRATIONS = 5
+EXPECT_SECONDS = 5.0
 
 Object = dict[str, Any]
 
@@ -153,6 +154,7 @@ class Simulator:
         self._queue = WorkQueue(base_backoff=0.02, max_backoff=1.0)
         self._since: dict[str, float] = {}  # uid or uid/name -> when (monotonic)
         self._fates: dict[str, str] = {}  # migration uid -> "fail" or ""
+        self._created: dict[str, float] = {}  # VMI key -> when the updater created one
         self._lock = threading.Lock()
         self._stopping = threading.Event()
 
@@ -217,6 +219,8 @@ class Simulator:
 
     def _migration_changed(self, change: Change) -> None:
         key = _vmi_key(change.item)
+        with self._lock:
+            self._created.pop(key or "", None)
         if key is not None and self._watched(identity(change.item)[0]):
             self._queue.add(key)
 
@@ -281,7 +285,7 @@ class Simulator:
         if vm is not None:
             self._clean_vm(vm, vmi)
         if not running:
-            self._update_workloads(vmi)
+            delays += self._update_workloads(vmi)
         return min(delays) if delays else None
 
     def _sync_networks(self, vm: Mapping[str, Any], vmi: Object) -> None:
@@ -390,8 +394,9 @@ class Simulator:
             )
         return []
 
-    def _update_workloads(self, vmi: Mapping[str, Any]) -> None:
-        """The workload updater: migrate a VMI that requires it, with LiveMigrate in the CR."""
+    def _update_workloads(self, vmi: Mapping[str, Any]) -> list[float]:
+        """The workload updater: migrate a VMI that requires it, with LiveMigrate in the CR;
+        when every slot is taken, look again shortly (KubeVirt re-enqueues periodically)."""
         kubevirt = self.kubevirts.store.first() or {}
         methods = (kubevirt.get("spec") or {}).get("workloadUpdateStrategy", {}).get(
             "workloadUpdateMethods"
@@ -405,15 +410,21 @@ class Simulator:
             or migratable is None
             or migratable.get("status") != "True"
         ):
-            return
-        unfinished = sum(
-            1
-            for item in self.migrations.store.all()
-            if _phase(item) not in FINAL and self._watched(identity(item)[0])
-        )
-        if unfinished >= PARALLEL_MIGRATIONS:
-            return
+            return []
         namespace, name = identity(vmi)
+        with self._lock:  # created, not in the cache yet: as KubeVirt's expectations
+            now = time.monotonic()
+            self._created = {k: t for k, t in self._created.items() if now - t < EXPECT_SECONDS}
+            if f"{namespace}/{name}" in self._created:
+                return []
+            unfinished = len(self._created) + sum(
+                1
+                for item in self.migrations.store.all()
+                if _phase(item) not in FINAL and self._watched(identity(item)[0])
+            )
+            if unfinished >= PARALLEL_MIGRATIONS:
+                return [self.timing.step]
+            self._created[f"{namespace}/{name}"] = now
         self._write(
             lambda: self._objects.create_namespaced_custom_object(
                 GROUP,
@@ -432,6 +443,7 @@ class Simulator:
                 },
             )
         )
+        return []
 
     def _migrate(self, running: list[Object], vmi: Object) -> list[float]:
         """Move the oldest unfinished migration on; fail any other (a double migration)."""
