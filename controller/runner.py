@@ -299,14 +299,15 @@ class Controller:
                 for pair in [pair for pair in self._reached if pair[0] == uid]:
                     del self._reached[pair]
             return
-        if REQUEST in annotations_of(change.item) and self._active.is_set():
+        if self._active.is_set() and unfinished_request(change.item):
             self.queue.add(key)
 
     def _related(self, key: str) -> None:
-        """Queue the VM `key` if it has a request (VMIs and migrations share its name)."""
+        """Queue VM `key` if its request is unfinished (VMIs and migrations share its name):
+        a guest agent's updates of a VMI whose hot plug is long done cost nothing."""
         namespace, _, name = key.partition("/")
         vm = self.vms.store.get(namespace, name)
-        if vm is not None and REQUEST in annotations_of(vm) and self._active.is_set():
+        if vm is not None and self._active.is_set() and unfinished_request(vm):
             self.queue.add(key)
 
     def _vmi_changed(self, change: Change) -> None:

@@ -97,7 +97,7 @@ def test_the_certificate_loop_answers_its_probes(default_release: Release) -> No
 
 
 def test_leader_election_timings_out_of_order_are_refused() -> None:
-    with pytest.raises(HelmRenderError, match="retryPeriodSeconds .* < renewDeadlineSeconds"):
+    with pytest.raises(HelmRenderError, match=r"retryPeriodSeconds .* < renewDeadlineSeconds"):
         render({"controller": {"leaderElection": {"renewDeadlineSeconds": 20}}})
 
 

@@ -234,6 +234,15 @@ class Scenario:
         done = self.cluster.patch(vm, ops)
         assert done.returncode == 0, done.stderr
 
+    def merge_patch(self, name: str, body: Mapping[str, Any]) -> None:
+        """The admin changes VM `name` (a JSON merge patch), as someone else would."""
+        self.plane.resource("kubevirt.io/v1", "VirtualMachine").patch(
+            body=dict(body),
+            name=name,
+            namespace=self.namespace,
+            content_type="application/merge-patch+json",
+        )
+
     def wait_vm(self, name: str, condition: Callable[[Manifest], bool], **options: Any) -> Manifest:
         return wait_for(self.plane, "virtualmachines", self.namespace, name, condition, **options)
 

@@ -169,15 +169,8 @@ def test_a_denial_is_printed_with_its_rule_and_exits_1(scenario: Scenario, tmp_p
 
 
 def test_the_webhooks_warnings_are_printed_as_they_come(scenario: Scenario, tmp_path: Path) -> None:
-    manifest = scenario.cluster.create_vm("s390")
-    del manifest  # created stopped; run it on s390x as KubeVirt would show it
-    scenario.plane.resource("kubevirt.io/v1", "VirtualMachine").patch(
-        body={"spec": {"template": {"spec": {"architecture": "s390x"}}}},
-        name="s390",
-        namespace=scenario.namespace,
-        content_type="application/merge-patch+json",
-    )
-
+    scenario.cluster.create_vm("s390")  # stopped: run on s390x as KubeVirt would show it
+    scenario.merge_patch("s390", {"spec": {"template": {"spec": {"architecture": "s390x"}}}})
     kubevirt.start(scenario.plane, scenario.namespace, "s390")
     done = cli(
         "add-interface",
@@ -239,12 +232,7 @@ def test_a_vm_changed_under_add_interface_gets_the_patch_computed_again(
 
     def racing(self: VirtualMachines, namespace: str, name: str, operations: Any, **kw: Any) -> Any:
         if not attempts:  # someone labels the VM just before the first write
-            scenario.plane.resource("kubevirt.io/v1", "VirtualMachine").patch(
-                body={"metadata": {"labels": {"team": "a"}}},
-                name=name,
-                namespace=namespace,
-                content_type="application/merge-patch+json",
-            )
+            scenario.merge_patch(name, {"metadata": {"labels": {"team": "a"}}})
         attempts.append(name)
         try:
             return real_patch(self, namespace, name, operations, **kw)

@@ -231,12 +231,7 @@ def test_conflicts_throttling_and_server_errors_are_retried(
         def patch_status(self, vm: Mapping[str, Any], value: str) -> None:
             if not changed:  # someone labels the VM after the controller read it
                 changed.append(vm["metadata"]["resourceVersion"])
-                scenario.plane.resource("kubevirt.io/v1", "VirtualMachine").patch(
-                    body={"metadata": {"labels": {"touched": "yes"}}},
-                    name="fedora",
-                    namespace=scenario.namespace,
-                    content_type="application/merge-patch+json",
-                )
+                scenario.merge_patch("fedora", {"metadata": {"labels": {"touched": "yes"}}})
             else:
                 status = next(answers, None)
                 if status is not None:
