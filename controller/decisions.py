@@ -263,16 +263,17 @@ def _after_reached(
             ),
             reached=True,
         )
+    if report.attempts >= settings.max_attempts:
+        return Decision(
+            status=report.status(
+                Phase.FAILED,
+                f"{report.attempts} of {settings.max_attempts} migrations did not complete "
+                f"the change; the last: {last_failure or 'gone (garbage collected)'}; restart "
+                "the VM to complete it",
+            ),
+            reached=True,
+        )
     if latest is not None:
-        if report.attempts >= settings.max_attempts:
-            return Decision(
-                status=report.status(
-                    Phase.FAILED,
-                    f"{report.attempts} of {settings.max_attempts} migrations did not complete "
-                    f"the change; the last: {last_failure}; restart the VM to complete it",
-                ),
-                reached=True,
-            )
         delay = settings.retry_backoff_seconds * 2 ** (report.attempts - 1)
         retry_at = failed_at + delay
         if o.now < retry_at:

@@ -12,7 +12,8 @@ leader's Lease expires. What a worker remembers is only an optimisation or a
 courtesy: when it first saw a change in the VMI spec (for the grace period), the
 migrations it created that the cache has not shown yet (so none is created twice
 and the parallel limit holds), and the resourceVersion it last patched from (so a
-cache that lags behind its own write is not acted on).
+cache that lags behind its own write, or behind the write a 409 revealed, is not
+acted on: the watch brings the newer VM, and with it the next look).
 """
 
 from __future__ import annotations
@@ -365,7 +366,7 @@ class Controller:
         version = text(field(vm, "metadata", "resourceVersion"))
         with self._memory:
             if self._patched_from.get(key) == version:
-                return  # the cache has not caught up with this controller's last write
+                return  # the cache has not caught up with the last write (ours or a 409's)
             self._patched_from.pop(key, None)
         request = verify_request(value, vm, self._keys)
         if request is None:
@@ -443,9 +444,16 @@ class Controller:
             self.metrics.in_flight.set(self.slots.count())
         new = decision.status
         if new is not None and new != status and self.elector.is_leader():
-            self.api.patch_status(vm, render_status(new))
+            version = text(field(vm, "metadata", "resourceVersion"))
+            try:
+                self.api.patch_status(vm, render_status(new))
+            except Retry as retry:
+                if retry.conflict:  # the cache holds an older VM: wait for the newer one
+                    with self._memory:
+                        self._patched_from[key] = version
+                raise
             with self._memory:
-                self._patched_from[key] = text(field(vm, "metadata", "resourceVersion"))
+                self._patched_from[key] = version
             self._reported(key, vm, new)
         if decision.requeue_after is not None:
             self.queue.add_after(key, decision.requeue_after)

@@ -209,6 +209,11 @@ ROWS: dict[str, Row] = {
         rf"migration '{NAME}-3' completes the change \(attempt 3 of 3\)",
         attempt=3,
     ),
+    "no attempt beyond the last, even when its migrations are gone": Row(
+        observe(status=status(Phase.WAITING, attempts=3), reached_at=GRACE_OVER),
+        Phase.FAILED,
+        r"3 of 3 migrations did not complete the change; the last: gone \(garbage collected\)",
+    ),
     "the plugged NIC reported by the guest completes the request": Row(
         observe(
             status=status(Phase.MIGRATING, attempts=1, migration=f"{NAME}-1"),

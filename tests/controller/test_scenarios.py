@@ -5,10 +5,12 @@ failures retried, stopped VMs skipped, and restarts after every single write."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Mapping
 from typing import Any
 
 import kubernetes.client
+import kubernetes.watch
 import pytest
 
 from controller.cluster import ClusterApi
@@ -24,7 +26,7 @@ from tests.controller.scenario import (
     status_of,
 )
 from tests.kube.release import Release
-from tests.kube.simulator import stop
+from tests.kube.simulator import Timing, stop
 
 Manifest = dict[str, Any]
 
@@ -252,3 +254,64 @@ def raise_from_client(api: ClusterApi, status: int) -> None:
     """An answer of `status` as the kubernetes client raises it, through the API's mapping."""
     with api._calling("patch", "virtualmachines"):  # the mapping under test
         raise kubernetes.client.ApiException(status=status, reason=json.dumps("injected"))
+
+
+def test_never_more_migrations_in_flight_than_the_limit(scenario: Scenario, guard: Release) -> None:
+    names = [f"vm-{n}" for n in range(5)]
+    for name in names:
+        scenario.running_vm(name)
+    seen = MigrationsInFlight(scenario)
+    slow, scenario.simulator.timing = scenario.simulator.timing, Timing(step=0.3)
+    try:
+        with (
+            seen,
+            running_controller(
+                guard, settings=controller_settings(guard, max_parallel_migrations=2)
+            ),
+        ):
+            for name in names:
+                scenario.plug(name)
+            statuses = [scenario.wait_finished(name) for name in names]
+    finally:
+        scenario.simulator.timing = slow
+
+    assert {status.phase for status in statuses} == {Phase.SUCCEEDED}
+    assert seen.most == 2  # the limit was reached, never passed
+    assert sum(len(scenario.migrations(name)) for name in names) == 5
+
+
+class MigrationsInFlight:
+    """Watches a namespace's migrations; `most`: the most ever unfinished at once."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.most = 0
+        self._scenario = scenario
+        self._watch = kubernetes.watch.Watch()  # type: ignore[no-untyped-call]
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+
+    def __enter__(self) -> MigrationsInFlight:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._watch.stop()  # type: ignore[no-untyped-call]
+        self._thread.join(10)
+
+    def _follow(self) -> None:
+        api = kubernetes.client.CustomObjectsApi(self._scenario.plane.api_client())
+        unfinished: set[str] = set()
+        for event in self._watch.stream(  # type: ignore[no-untyped-call]
+            api.list_namespaced_custom_object,
+            "kubevirt.io",
+            "v1",
+            self._scenario.namespace,
+            "virtualmachineinstancemigrations",
+            timeout_seconds=120,
+        ):
+            name = event["object"]["metadata"]["name"]
+            phase = (event["object"].get("status") or {}).get("phase")
+            if event["type"] == "DELETED" or phase in ("Succeeded", "Failed"):
+                unfinished.discard(name)
+            else:
+                unfinished.add(name)
+            self.most = max(self.most, len(unfinished))

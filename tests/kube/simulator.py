@@ -155,6 +155,8 @@ class Simulator:
         self._since: dict[str, float] = {}  # uid or uid/name -> when (monotonic)
         self._fates: dict[str, str] = {}  # migration uid -> "fail" or ""
         self._created: dict[str, float] = {}  # VMI key -> when the updater created one
+        self._unfinished: set[str] = set()  # unfinished migrations (namespace/name)
+        self._waiting: dict[str, str] = {}  # VMIs waiting for a free slot, in order
         self._lock = threading.Lock()
         self._stopping = threading.Event()
 
@@ -219,10 +221,23 @@ class Simulator:
 
     def _migration_changed(self, change: Change) -> None:
         key = _vmi_key(change.item)
+        if key is None or not self._watched(identity(change.item)[0]):
+            return
         with self._lock:
-            self._created.pop(key or "", None)
-        if key is not None and self._watched(identity(change.item)[0]):
-            self._queue.add(key)
+            self._created.pop(key, None)
+            slot = "/".join(identity(change.item))
+            if change.deleted or _phase(change.item) in FINAL:
+                self._unfinished.discard(slot)
+            else:
+                self._unfinished.add(slot)
+            free = PARALLEL_MIGRATIONS - len(self._unfinished) - len(self._created)
+            woken = [
+                self._waiting.pop(next(iter(self._waiting)))
+                for _ in range(min(free, len(self._waiting)))
+            ]
+        self._queue.add(key)
+        for waiting in woken:
+            self._queue.add(waiting)
 
     def _kubevirt_changed(self, change: Change) -> None:
         for vmi in self.vmis.store.all():
@@ -396,7 +411,7 @@ class Simulator:
 
     def _update_workloads(self, vmi: Mapping[str, Any]) -> list[float]:
         """The workload updater: migrate a VMI that requires it, with LiveMigrate in the CR;
-        when every slot is taken, look again shortly (KubeVirt re-enqueues periodically)."""
+        when every slot is taken, the VMI waits in line until a migration finishes."""
         kubevirt = self.kubevirts.store.first() or {}
         methods = (kubevirt.get("spec") or {}).get("workloadUpdateStrategy", {}).get(
             "workloadUpdateMethods"
@@ -412,19 +427,16 @@ class Simulator:
         ):
             return []
         namespace, name = identity(vmi)
+        key = f"{namespace}/{name}"
         with self._lock:  # created, not in the cache yet: as KubeVirt's expectations
             now = time.monotonic()
             self._created = {k: t for k, t in self._created.items() if now - t < EXPECT_SECONDS}
-            if f"{namespace}/{name}" in self._created:
+            if key in self._created:
                 return []
-            unfinished = len(self._created) + sum(
-                1
-                for item in self.migrations.store.all()
-                if _phase(item) not in FINAL and self._watched(identity(item)[0])
-            )
-            if unfinished >= PARALLEL_MIGRATIONS:
-                return [self.timing.step]
-            self._created[f"{namespace}/{name}"] = now
+            if len(self._unfinished) + len(self._created) >= PARALLEL_MIGRATIONS:
+                self._waiting[key] = key  # woken when a migration finishes
+                return []
+            self._created[key] = now
         self._write(
             lambda: self._objects.create_namespaced_custom_object(
                 GROUP,
