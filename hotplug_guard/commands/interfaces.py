@@ -81,7 +81,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def plug_operations(vm: Object, name: str, nad: str) -> list[Object]:
-    """The JSON patch that adds interface `name` on NAD `nad`, guarded by `test`s."""
+    """The JSON patch that adds interface `name` on NAD `nad`, guarded by `test`s of the two
+    lists it appends to (other changes to the VM, its status say, do not stop it)."""
     template = vm["spec"]["template"]["spec"]
     interfaces = template.get("domain", {}).get("devices", {}).get("interfaces")
     networks = template.get("networks")
@@ -98,13 +99,16 @@ def plug_operations(vm: Object, name: str, nad: str) -> list[Object]:
         raise Refused(409, f"the VM already has a network '{name}' (without an interface)")
     interface = {"name": name, "bridge": {}, "model": "virtio"}
     network = {"name": name, "multus": {"networkName": nad}}
-    operations: list[Object] = [
-        {
-            "op": "test",
-            "path": "/metadata/resourceVersion",
-            "value": vm["metadata"]["resourceVersion"],
-        }
-    ]
+    operations: list[Object] = []
+    if interfaces is None or networks is None:
+        # a missing list cannot be tested for; the whole VM's version stands in for it
+        operations.append(
+            {
+                "op": "test",
+                "path": "/metadata/resourceVersion",
+                "value": vm["metadata"]["resourceVersion"],
+            }
+        )
     for path, current, entry in (
         (INTERFACES, interfaces, interface),
         (NETWORKS, networks, network),

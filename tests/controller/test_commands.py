@@ -18,6 +18,7 @@ import pytest
 from urllib3 import HTTPHeaderDict
 
 from hotplug_guard.cli import main
+from hotplug_guard.commands.interfaces import INTERFACES
 from hotplug_guard.virtualmachines import Refused, VirtualMachines, warnings_of
 from policy.annotations import Phase
 from tests.controller.scenario import Scenario, running_controller
@@ -221,18 +222,27 @@ def test_without_a_cluster_the_commands_say_so_and_exit_2(tmp_path: Path) -> Non
         assert done.stderr.startswith(f"hotplug-guard {args[0]}: no cluster configured")
 
 
+MAC = "02:00:00:00:00:aa"
+
+
 def test_a_vm_changed_under_add_interface_gets_the_patch_computed_again(
     scenario: Scenario, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The `test` operations guard the patch: the VM changed between read and write refuses
-    it (kube-apiserver answers 422), and add-interface reads the VM again and retries."""
+    """The `test` operations guard the patch: interfaces changed between read and write
+    refuse it (kube-apiserver answers 422), and add-interface reads the VM again and
+    retries."""
     scenario.running_vm("fedora")
     real_patch = VirtualMachines.patch
     attempts: list[str] = []
 
     def racing(self: VirtualMachines, namespace: str, name: str, operations: Any, **kw: Any) -> Any:
-        if not attempts:  # someone labels the VM just before the first write
-            scenario.merge_patch(name, {"metadata": {"labels": {"team": "a"}}})
+        if not attempts:  # someone edits the interfaces just before the first write
+            scenario.plane.resource("kubevirt.io/v1", "VirtualMachine").patch(
+                body=[{"op": "add", "path": f"{INTERFACES}/0/macAddress", "value": MAC}],
+                name=name,
+                namespace=namespace,
+                content_type="application/json-patch+json",
+            )
         attempts.append(name)
         try:
             return real_patch(self, namespace, name, operations, **kw)
@@ -259,8 +269,8 @@ def test_a_vm_changed_under_add_interface_gets_the_patch_computed_again(
     assert code == 0
     assert attempts == ["fedora", "422", "fedora"]
     vm = scenario.cluster.vm("fedora")
-    assert vm["metadata"]["labels"]["team"] == "a"
-    assert "nic1" in json.dumps(vm["spec"]["template"]["spec"]["networks"])
+    default, added = vm["spec"]["template"]["spec"]["domain"]["devices"]["interfaces"]
+    assert (default["macAddress"], added["name"]) == (MAC, "nic1")  # both changes kept
 
 
 def test_warning_headers_are_read_as_kube_apiserver_writes_them() -> None:

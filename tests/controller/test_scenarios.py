@@ -4,6 +4,7 @@ failures retried, stopped VMs skipped, and restarts after every single write."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Mapping
@@ -12,6 +13,7 @@ from typing import Any
 import kubernetes.client
 import kubernetes.watch
 import pytest
+import urllib3.exceptions
 
 from controller.cluster import ClusterApi
 from controller.migrations import ATTEMPT_LABEL, REQUEST_LABEL
@@ -287,6 +289,7 @@ class MigrationsInFlight:
         self.most = 0
         self._scenario = scenario
         self._watch = kubernetes.watch.Watch()  # type: ignore[no-untyped-call]
+        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._follow, daemon=True)
 
     def __enter__(self) -> MigrationsInFlight:
@@ -294,10 +297,15 @@ class MigrationsInFlight:
         return self
 
     def __exit__(self, *_: object) -> None:
+        self._stopping.set()
         self._watch.stop()  # type: ignore[no-untyped-call]
         self._thread.join(10)
 
     def _follow(self) -> None:
+        with contextlib.suppress(urllib3.exceptions.ProtocolError):  # stop() closes the stream
+            self._count()
+
+    def _count(self) -> None:
         api = kubernetes.client.CustomObjectsApi(self._scenario.plane.api_client())
         unfinished: set[str] = set()
         for event in self._watch.stream(  # type: ignore[no-untyped-call]
