@@ -99,17 +99,23 @@ class VirtualMachines:
             raise _refused(error) from None
         return dict(found)
 
-    def listed(self, plural: str, namespace: str | None) -> tuple[list[Object], str]:
-        """Every object in `namespace` (None: all namespaces) and the list's resourceVersion."""
+    def listed(
+        self, plural: str, namespace: str | None, *, name: str | None = None
+    ) -> tuple[list[Object], str]:
+        """The objects in `namespace` (None: all namespaces; `name`: only that one) and the
+        list's resourceVersion, to watch from."""
+        options: dict[str, Any] = {"_request_timeout": REQUEST_SECONDS}
+        if name is not None:
+            options["field_selector"] = f"metadata.name={name}"
         try:
             with kubeconfig.api_errors(self.cluster):
                 if namespace is None:
                     listing: Any = self._objects.list_cluster_custom_object(
-                        GROUP, VERSION, plural, _request_timeout=REQUEST_SECONDS
+                        GROUP, VERSION, plural, **options
                     )
                 else:
                     listing = self._objects.list_namespaced_custom_object(
-                        GROUP, VERSION, namespace, plural, _request_timeout=REQUEST_SECONDS
+                        GROUP, VERSION, namespace, plural, **options
                     )
         except ApiException as error:
             raise _refused(error) from None

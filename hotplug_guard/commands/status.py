@@ -13,6 +13,7 @@ import argparse
 import json
 import queue
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -27,6 +28,7 @@ EXIT_FAILED = 1
 PENDING = "Pending"
 """A request the controller has not reported on yet."""
 HTTP_GONE = 410
+RETRY_SECONDS = 1.0
 
 
 def register(subparsers: Any) -> None:
@@ -243,11 +245,7 @@ def _show(vms: VirtualMachines, args: argparse.Namespace, namespace: str | None)
 def _listed(
     vms: VirtualMachines, plural: str, namespace: str | None, name: str | None
 ) -> tuple[dict[tuple[str, str], Object], str]:
-    if name is not None and namespace is not None:
-        found = vms.get(plural, namespace, name)
-        _, version = vms.listed(plural, namespace)
-        return ({_key(found): found} if found else {}), version
-    items, version = vms.listed(plural, namespace)
+    items, version = vms.listed(plural, namespace, name=name)
     return {_key(item): item for item in items}, version
 
 
@@ -270,11 +268,15 @@ def _follow(
                     version = event["object"]["metadata"].get("resourceVersion", version)
         except Exception as error:  # the watch is resumed; a gone version is listed again
             if getattr(error, "status", None) != HTTP_GONE:
+                time.sleep(RETRY_SECONDS)  # the API server is away for a moment
                 continue
-            items, version = vms.listed(plural, namespace)
+            try:
+                items, version = vms.listed(plural, namespace, name=name)
+            except Exception:
+                time.sleep(RETRY_SECONDS)
+                continue
             for item in items:
-                if name is None or item["metadata"]["name"] == name:
-                    changes.put((plural, {"type": "MODIFIED", "object": item}))
+                changes.put((plural, {"type": "MODIFIED", "object": item}))
 
 
 def _key(item: Mapping[str, Any]) -> tuple[str, str]:
