@@ -201,7 +201,16 @@ def test_each_release_has_its_formula(version: str | None, formula: Formula) -> 
         ("main", None),
         ("v¹.2.3", None),
         ("v1.²", None),
+        ("v1.6.4-rc.1", (1, 6, 4)),
+        ("v1.9.0:beta", (1, 9, 0)),
+        ("v1.2.123456A", (1, 2, 123456)),
+        ("v123456.1.0", (123456, 1, 0)),
         ("v1.2.1234567", None),
+        ("v1.2.1000000", None),
+        ("v1.2.9999999", None),
+        ("v1234567.1.0", None),
+        ("v1x.2.3", None),
+        ("main.1", None),
         ("", None),
         (7, None),
     ],
@@ -214,6 +223,9 @@ def test_the_cluster_release_comes_from_the_kubevirt_cr_status() -> None:
     cr = {"status": {"observedKubeVirtVersion": "v1.7.2"}, "spec": {"configuration": {}}}
     assert parse_cluster(cr).release.name == "KubeVirt v1.7.2"
     assert not parse_cluster(None).release.known
+    assert not parse_cluster(None).known
+    assert not parse_cluster(["not", "a", "CR"]).known
+    assert parse_cluster({}).known
     assert not parse_cluster({"status": {"targetKubeVirtVersion": "v1.7.2"}}).release.known
     floor = Release(version=(1, 6, 4), exact=False)
     assert floor.name == "KubeVirt v1.6.4 or later"
