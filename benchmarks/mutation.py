@@ -59,8 +59,8 @@ class Mutant:
     def function(self) -> str:
         """`policy.slots.free_ports` or `policy.views.Class.method`: the mutant's key."""
         mangled = re.sub(r"__mutmut_\d+$", "", self.name)
-        head, _, tail = mangled.rpartition(".x")
-        return head + "." + tail.lstrip("_").replace("ǁ", ".").strip(".")
+        module, _, tail = mangled.rpartition(".x")  # x_function, xǁClassǁmethod
+        return f"{module}.{tail[1:] if tail.startswith('_') else tail[1:].replace('ǁ', '.')}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -65,3 +65,22 @@ def test_repr_names_the_class_and_its_fields() -> None:
         "Cause(rule='plug-model', type=<CauseType.INVALID: 'FieldValueInvalid'>, field='f', "
         "message='m')"
     )
+
+
+def test_values_of_different_classes_are_never_equal() -> None:
+    from policy.values import Value
+
+    class First(Value):
+        FIELDS = ("x",)
+
+        def __init__(self, x: int) -> None:
+            self.x = x
+
+    class Second(Value):
+        FIELDS = ("x",)
+
+        def __init__(self, x: int) -> None:
+            self.x = x
+
+    assert First(1) == First(1)
+    assert First(1) != Second(1)
