@@ -113,3 +113,7 @@ def test_malformed_annotation_values_read_as_absent() -> None:
 def test_names_that_are_not_strings_are_left_out() -> None:
     request = parse_request(compact({"id": "r", "plug": ["a", 1, None], "unplug": "b"}))
     assert request == HotplugRequest(id="r", plug=("a",))
+
+
+def test_an_empty_ledger_belongs_to_no_run() -> None:
+    assert (Ledger().vmi, Ledger().interfaces, Ledger().booted) == ("", (), None)
