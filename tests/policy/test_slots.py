@@ -338,6 +338,7 @@ def test_the_cluster_release_comes_from_the_kubevirt_cr_status() -> None:
         ("2048M", 2_048_000_000),
         ("2.1Gi", 2254857830),
         ("1e3", 1000),
+        ("2e3", 2000),
         ("1500m", 1),
         (".5Ki", 512),
         (1024, 1024),
