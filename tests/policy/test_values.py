@@ -68,7 +68,6 @@ def test_repr_names_the_class_and_its_fields() -> None:
     )
 
 
-
 def test_values_of_different_classes_are_never_equal() -> None:
     # the same field values, in two classes
     op = PatchOp(op="a", path="b", value="c")
