@@ -555,13 +555,13 @@ def declaration_problem(s: Situation, running: tuple[dict[str, Any], dict[str, A
     declared_net = s.spec.raw_networks.get(name)
     if declared is None or declared_net is None or declared_net[1].get("pod") is None:
         return f"the template does not declare '{name}' as it runs: {flow(iface)} on {flow(net)}"
-    if not changed_fields(iface, declared[1], ignore="state") and not changed_fields(
-        net, declared_net[1]
-    ):
+    runs = "the VMI runs" if s.vmi is not None else "KubeVirt adds"
+    if changed_fields(net, declared_net[1]):
+        return f"the template declares {flow(declared_net[1])} but {runs} {flow(net)}"
+    if not changed_fields(iface, declared[1], ignore="state"):
         return None
     if s.vmi is None and not s.cluster.known and _default_binding_only(declared[1]):
         return None  # without the CR, either binding KubeVirt can be configured with may run
-    runs = "the VMI runs" if s.vmi is not None else "KubeVirt adds"
     return f"the template declares {flow(declared[1])} but {runs} {flow(iface)}"
 
 
