@@ -151,6 +151,12 @@ def check_plug_binding(s: Situation) -> Iterator[Cause]:
                 "SR-IOV hot plug is disabled by policy (it always needs a live migration; "
                 "set allowSriovPlug to permit it)"
             )
+        elif binding is None and iface.bindings:
+            names = ", ".join(b.value for b in iface.bindings)
+            reason = (
+                f"it has several bindings ({names}); {s.release.name} accepts that, but which "
+                "one KubeVirt plugs is undefined (v1.9 refuses it): keep exactly one"
+            )
         else:
             if binding is None:
                 name = "no binding"
@@ -168,8 +174,10 @@ def check_plug_binding(s: Situation) -> Iterator[Cause]:
 
 
 def _unbound_accepted(s: Situation, iface: Interface) -> bool:
-    """No binding: KubeVirt's webhook accepts it before v1.9, its controller never plugs it."""
-    return not iface.bindings and s.release.before(9)
+    """No binding, or several binding methods: KubeVirt's webhook accepts both before v1.9
+    (it refuses only a plugin beside a method, a kubevirt-spec finding), yet its
+    controller never plugs the first and plugs the second with an undefined binding."""
+    return s.release.before(9) and Binding.PLUGIN not in iface.bindings
 
 
 def check_plug_model(s: Situation) -> Iterator[Cause]:
