@@ -34,6 +34,18 @@ CLUSTER_SCOPED = frozenset(
 )
 
 
+# where each workload kind keeps its pod spec
+POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
+    "Pod": ("spec",),
+    "Deployment": ("spec", "template", "spec"),
+    "ReplicaSet": ("spec", "template", "spec"),
+    "StatefulSet": ("spec", "template", "spec"),
+    "DaemonSet": ("spec", "template", "spec"),
+    "Job": ("spec", "template", "spec"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Release:
     """What `helm template` would print: the objects and NOTES.txt."""
@@ -76,7 +88,16 @@ class Release:
         return found[0]
 
     def pods(self) -> list[Manifest]:
-        return [d["spec"]["template"]["spec"] for d in self.all("Deployment")]
+        """The spec of every pod the release renders, whatever workload kind holds it."""
+        found = []
+        for item in self.objects:
+            path = POD_SPEC_PATHS.get(item["kind"])
+            if path is not None:
+                spec = item
+                for key in path:
+                    spec = spec[key]
+                found.append(spec)
+        return found
 
     def container(self, name: str) -> Manifest:
         found = [c for pod in self.pods() for c in containers(pod) if c["name"] == name]
