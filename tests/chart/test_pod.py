@@ -46,7 +46,8 @@ PLATFORMS: dict[str, dict[str, Any]] = {
     "openshift": {"openshift": True},
 }
 MODES: dict[str, dict[str, Any]] = {
-    mode: {"certs": {"mode": mode}} for mode in ("self-managed", "cert-manager")
+    mode: {"certs": {"mode": mode}}
+    for mode in ("self-managed", "cert-manager", "openshift-service-ca")
 }
 OPTIONS: tuple[dict[str, Any], ...] = (
     {},

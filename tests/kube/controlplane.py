@@ -436,10 +436,11 @@ class ControlPlane:
             if self.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name) is None:
                 self.create(definition)
         for definition in definitions:
-            self._wait_served(definition)
+            self.wait_served(definition)
         self._crds_installed = True
 
-    def _wait_served(self, definition: Mapping[str, Any]) -> None:
+    def wait_served(self, definition: Mapping[str, Any]) -> None:
+        """Until the API server serves the CRD's storage version."""
         spec = definition["spec"]
         storage = next(v["name"] for v in spec["versions"] if v.get("storage"))
         path = f"/apis/{spec['group']}/{storage}/{spec['names']['plural']}"

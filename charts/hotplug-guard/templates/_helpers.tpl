@@ -117,6 +117,16 @@ exempt service account cannot be claimed by creating a namespace of that name.
 {{- if eq .Values.certs.mode "self-managed" }}true{{ end }}
 {{- end }}
 
+{{/* certs.mode=openshift-service-ca: OpenShift's service CA issues and injects. */}}
+{{- define "hotplug-guard.serviceCA" -}}
+{{- if eq .Values.certs.mode "openshift-service-ca" }}true{{ end }}
+{{- end }}
+
+{{/* The key of the CA bundle in the ConfigMap <fullname>-ca: the service CA's own name for it. */}}
+{{- define "hotplug-guard.caConfigMapKey" -}}
+{{- if include "hotplug-guard.serviceCA" . }}service-ca.crt{{ else }}ca.crt{{ end }}
+{{- end }}
+
 
 {{- define "hotplug-guard.image" -}}
 {{- if .Values.image.digest }}
@@ -326,5 +336,8 @@ labels:
 {{- if eq .Values.certs.mode "cert-manager" }}
 annotations:
   cert-manager.io/inject-ca-from: {{ printf "%s/%s" .Release.Namespace (include "hotplug-guard.servingCertificateName" .) }}
+{{- else if include "hotplug-guard.serviceCA" . }}
+annotations:
+  service.beta.openshift.io/inject-cabundle: "true"
 {{- end }}
 {{- end }}
