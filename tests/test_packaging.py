@@ -110,7 +110,8 @@ def test_the_license_is_the_apache_license_the_metadata_names(wheel: Path) -> No
     assert text.split()[:4] == ["Apache", "License", "Version", "2.0,"]
     assert "END OF TERMS AND CONDITIONS" in text
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert project["license"] == {"text": "Apache-2.0"}
+    assert project["license"] == "Apache-2.0"
+    assert project["license-files"] == ["LICENSE"]
     with zipfile.ZipFile(wheel) as archive:
         licenses = [
             name for name in archive.namelist() if name.endswith(".dist-info/licenses/LICENSE")
