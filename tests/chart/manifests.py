@@ -6,6 +6,7 @@ should follow the release can pass by matching the chart's own name.
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -126,6 +127,18 @@ def render(
             continue
         objects.extend(doc for doc in yaml.safe_load_all(text) if doc is not None)
     return Release(objects=tuple(objects), notes=notes)
+
+
+def merged(base: Mapping[str, Any], *layers: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with each layer merged in, maps recursively (as Helm merges values files)."""
+    result = copy.deepcopy(dict(base))
+    for layer in layers:
+        for key, value in layer.items():
+            if isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
+                result[key] = merged(result[key], value)
+            else:
+                result[key] = copy.deepcopy(value)
+    return result
 
 
 def containers(pod: Mapping[str, Any]) -> Iterator[Manifest]:

@@ -22,6 +22,7 @@ from tests.chart.manifests import (
     Release,
     chart,
     containers,
+    merged,
     mount_path,
     render,
 )
@@ -61,17 +62,6 @@ def renders(platform: str) -> list[Release]:
     """The chart on `platform` in every certificate mode, with each option."""
     base = PLATFORMS[platform]
     return [render(merged(base, mode, extra)) for mode in MODES.values() for extra in OPTIONS]
-
-
-def merged(*layers: dict[str, Any]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for layer in layers:
-        for key, value in layer.items():
-            if isinstance(value, dict) and isinstance(result.get(key), dict):
-                result[key] = merged(result[key], value)
-            else:
-                result[key] = value
-    return result
 
 
 @pytest.mark.parametrize("platform", sorted(PLATFORMS))

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import copy
 import os
 import secrets
 import subprocess
@@ -38,7 +37,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from certs.directory import write_atomic
 from tests.chart.manifests import Release as Rendered
-from tests.chart.manifests import containers, render
+from tests.chart.manifests import containers, merged, render
 from tests.kube import kubevirt
 from tests.kube.controlplane import ControlPlane
 from tests.kube.kubevirt import virtual_machine
@@ -62,17 +61,6 @@ WEBHOOK_KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration
 ACTIVE_SECONDS = 30.0
 
 Manifest = dict[str, Any]
-
-
-def merged(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    """`base` with `extra` merged in, maps recursively (as Helm merges values files)."""
-    result = copy.deepcopy(dict(base))
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
-            result[key] = merged(result[key], value)
-        else:
-            result[key] = copy.deepcopy(value)
-    return result
 
 
 @dataclass(slots=True)
