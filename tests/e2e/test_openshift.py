@@ -9,6 +9,9 @@ API server's discovery look like OpenShift's to Helm.
 from __future__ import annotations
 
 import base64
+import json
+import re
+import shlex
 import socket
 import ssl
 import time
@@ -23,9 +26,9 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from tests.chart.manifests import CHART, containers
+from tests.chart.manifests import CHART, ROOT, containers
 from tests.chart.manifests import Release as Rendered
-from tests.e2e.cluster import Cluster, plug_ops
+from tests.e2e.cluster import REQUEST, Cluster, annotations_of, interfaces, plug_ops
 from tests.kube import release
 from tests.kube.controlplane import ControlPlane
 from tests.kube.release import WEBHOOK_KINDS, Release
@@ -214,3 +217,82 @@ def test_helm_install_detects_openshift_from_what_the_api_server_serves(
     policy = openshift.one("ConfigMap", "probe-hotplug-guard-policy")
     exemptions = yaml.safe_load(policy["data"]["policy.yaml"])["exemptions"]
     assert exemptions["kubevirtNamespace"] == "openshift-cnv"
+
+
+# --- docs/openshift.md's first hot plug, as written ----------------------------------------------
+
+GUIDE = (ROOT / "docs" / "openshift.md").read_text()
+
+
+def guide_commands() -> list[list[str]]:
+    """The shell commands of the guide's sh blocks, as words (quotes may span lines)."""
+    commands: list[list[str]] = []
+    for block in re.findall(r"^```sh\n(.*?)^```", GUIDE, re.M | re.S):
+        pending = ""
+        for line in block.replace("\\\n", " ").splitlines(keepends=True):
+            pending += line
+            if pending.count("'") % 2 == 0:  # not inside a quoted argument
+                if pending.strip():
+                    commands.append(shlex.split(pending, comments=True))
+                pending = ""
+    return commands
+
+
+def vm_patches() -> list[list[str]]:
+    """`oc -n vms patch vm fedora ...` of the guide: kubectl's arguments after the namespace."""
+    found = [c[3:] for c in guide_commands() if c[:5] == ["oc", "-n", "vms", "patch", "vm"]]
+    assert len(found) == 2, "the guide shows a plug and an unplug with oc patch"
+    return found
+
+
+def test_the_first_hot_plug_of_the_openshift_guide_works_as_written(
+    control_plane: ControlPlane, on_openshift: Release
+) -> None:
+    cluster = Cluster(
+        plane=control_plane,
+        release=on_openshift,
+        namespace=on_openshift.namespace_for_tests("guide"),
+    )
+    [nad_yaml] = re.findall(r"<<'EOF'\n(.*?)^EOF$", GUIDE, re.M | re.S)
+    nad = yaml.safe_load(nad_yaml)
+    nad["metadata"]["namespace"] = cluster.namespace
+    control_plane.create(nad)
+    network = nad["metadata"]["name"]
+    plug, unplug = vm_patches()
+    assert plug[:3] == ["patch", "vm", "fedora"]
+
+    cluster.running_vm("fedora")
+    done = cluster.kubectl(*plug)
+    assert done.returncode == 0, done.stderr
+    request = json.loads(annotations_of(cluster.vm("fedora"))[REQUEST])
+    assert (request["plug"], request["unplug"]) == (["nic1"], [])
+    assert request["signature"].startswith("v1:")
+    assert interfaces(cluster.vm("fedora"))["nic1"] == {
+        "name": "nic1",
+        "bridge": {},
+        "model": "virtio",
+    }
+
+    # the unplug, on a VM that booted with the interface (interfaces[1])
+    cluster.running_vm("plugged", secondary=(("nic1", network),))
+    done = cluster.kubectl(*[("plugged" if word == "fedora" else word) for word in unplug])
+    assert done.returncode == 0, done.stderr
+    assert interfaces(cluster.vm("plugged"))["nic1"]["state"] == "absent"
+    assert json.loads(annotations_of(cluster.vm("plugged"))[REQUEST])["unplug"] == ["nic1"]
+
+    # and the e1000 denial the guide shows
+    e1000 = json.loads(plug[-1])
+    e1000[0]["value"]["model"] = "e1000"
+    cluster.running_vm("other")
+    denied = cluster.kubectl("patch", "vm", "other", "--type=json", "-p", json.dumps(e1000))
+    assert denied.returncode == 1
+    shown = re.search(
+        r'^The VirtualMachine "fedora" is invalid: (\S+)\nhotplug-guard: plug-model: (.*?) \.\.\.',
+        GUIDE,
+        re.M,
+    )
+    assert shown is not None
+    assert denied.stderr.startswith(
+        f'The VirtualMachine "other" is invalid: {shown.group(1)} hotplug-guard: plug-model: '
+        f"{shown.group(2)}"
+    )
