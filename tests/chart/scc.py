@@ -57,6 +57,23 @@ class ProjectRanges:
     selinux_level: str = "s0:c26,c15"  # openshift.io/sa.scc.mcs
 
 
+IDENTITIES = ("runAsUser", "runAsGroup", "fsGroup")
+
+
+def fixed_identities(pod: Mapping[str, Any]) -> set[str]:
+    """Which of the user, group and fsGroup IDs the pod fixes, for itself or a container.
+
+    Under restricted-v2 any fixed one is refused in some namespace (each has its own range),
+    so a chart for OpenShift leaves all three to the SCC.
+    """
+    return {
+        key
+        for context in (pod, *containers(pod))
+        for key in IDENTITIES
+        if key in (context.get("securityContext") or {})
+    }
+
+
 def violations(
     pod: Mapping[str, Any],
     scc: Mapping[str, Any] = RESTRICTED_V2,

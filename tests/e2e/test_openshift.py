@@ -26,7 +26,8 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from tests.chart.manifests import CHART, ROOT, containers
+from tests.chart import scc
+from tests.chart.manifests import CHART, ROOT
 from tests.chart.manifests import Release as Rendered
 from tests.e2e.cluster import REQUEST, Cluster, annotations_of, interfaces, plug_ops
 from tests.kube import release
@@ -187,14 +188,7 @@ def rendered_by_helm(plane: ControlPlane, namespace: str, directory: Path) -> Re
 
 
 def fixed_identities(rendered: Rendered) -> set[str]:
-    """The user, group and fsGroup IDs any pod sets for itself or a container."""
-    return {
-        key
-        for pod in rendered.pods()
-        for context in (pod, *containers(pod))
-        for key in ("runAsUser", "runAsGroup", "fsGroup")
-        if key in context["securityContext"]
-    }
+    return {key for pod in rendered.pods() for key in scc.fixed_identities(pod)}
 
 
 def test_helm_install_detects_openshift_from_what_the_api_server_serves(
