@@ -1,12 +1,13 @@
 """A hotplug-guard release on the control plane: the chart rendered by Helm, its pod run locally.
 
 `deployed(plane, directory, values)` renders the chart, creates what it renders
-for the API server (ServiceAccounts, RBAC, the signing-key Secret, the policy
-ConfigMap, both webhook configurations pointed at `https://127.0.0.1:PORT/<path>`
-as envtest registers webhooks), then runs the pods' containers as local
-processes with their own command lines from the render: the certs pod's
-`certs ensure --once` init container (which creates the serving Secret and
-writes the caBundle into both configurations) and the webhook pod's `serve`,
+for the API server (the Service, ServiceAccounts, RBAC, the signing-key Secret,
+the policy ConfigMap, both webhook configurations pointed at
+`https://127.0.0.1:PORT/<path>` as envtest registers webhooks), then runs the pods'
+containers as local processes with their own command lines from the render: the
+certs pod's `certs ensure --once` init container (which creates the serving Secret
+and writes the caBundle into both configurations; with certs.mode=openshift-service-ca
+the service CA simulator of `tests/kube/serviceca.py` does) and the webhook pod's `serve`,
 each authenticated with a real token of its pod's ServiceAccount, so the chart's
 RBAC is what they get. Only what a kubelet gives differs: volumes are
 directories filled from their Secrets and ConfigMaps (`project`, again after a
