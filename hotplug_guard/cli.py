@@ -11,7 +11,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from hotplug_guard import __version__
 from hotplug_guard.commands import certificates, policy_commands, serve
+from hotplug_guard.commands.helptext import FORMATTER, examples
 from hotplug_guard.errors import UsageError
 
 EXIT_BAD_INPUT = 2
@@ -22,7 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="hotplug-guard",
         description="Guard KubeVirt NIC hot plug / hot unplug: policy checks, admission "
         "webhook, certificates.",
+        formatter_class=FORMATTER,
+        epilog=examples("hotplug-guard check --help", "hotplug-guard COMMAND --help"),
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     policy_commands.register(subparsers)
     serve.register(subparsers)

@@ -72,6 +72,12 @@ def test_cert_manager_install_grants_no_secret_or_webhook_configuration_access(
     assert roles(cert_manager_release) == {("ClusterRole", f"{FULLNAME}-webhook"): WEBHOOK_RULES}
 
 
+def test_service_ca_install_grants_no_secret_or_webhook_configuration_access(
+    service_ca_release: Release,
+) -> None:
+    assert roles(service_ca_release) == {("ClusterRole", f"{FULLNAME}-webhook"): WEBHOOK_RULES}
+
+
 def test_offline_server_with_cert_manager_needs_no_rbac_and_no_token() -> None:
     release = render({"serve": {"clusterContext": False}, **CERT_MANAGER})
     assert not any(item["kind"] in ROLE_KINDS for item in release.objects)

@@ -6,9 +6,11 @@ import concurrent.futures
 import http.client
 import json
 import os
+import shlex
 import signal
 import socket
 import ssl
+import subprocess
 import time
 import warnings
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ import pytest
 import requests
 
 from hotplug_guard.cli import main
+from hotplug_guard.commands.serve import example_review
 from tests.webhook import service
 from tests.webhook.objects import hotplug_review, uid_of
 from tests.webhook.service import Service
@@ -68,10 +71,20 @@ def test_serve_with_zero_arguments_creates_a_local_ca_and_prints_how_to_call_it(
         assert any(w.startswith("nad-exists: cannot verify") for w in response["warnings"])
         printed = running.stdout.read_text()
         assert f"CA certificate: {ca}" in printed
-        assert (
-            f"curl --cacert {ca} -H 'Content-Type: application/json' --data @review.json "
-            f"https://127.0.0.1:{DEFAULT_PORT}/validate"
-        ) in printed
+        [example] = [line for line in printed.splitlines() if line.startswith("try: curl ")]
+        assert example.startswith(f"try: curl --cacert {ca} -H 'Content-Type: application/json' ")
+        # copied as printed, it works: an AdmissionReview file that exists, answered with a patch
+        tried = subprocess.run(
+            shlex.split(example.removeprefix("try: ")),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert tried.returncode == 0, tried.stderr
+        answer = json.loads(tried.stdout)["response"]
+        assert answer["allowed"] is True
+        assert answer["patchType"] == "JSONPatch"
         assert (ca.parent / "tls.crt").is_file()
         assert (ca.parent / "tls.key").stat().st_mode & 0o077 == 0
         signing_key = state / "hotplug-guard" / "signing" / "key"
@@ -270,3 +283,10 @@ def test_each_worker_accepts_on_its_own_socket(served: Service) -> None:
     for worker in served.worker_pids():
         assert service.sockets_held(worker, listening) == 1
     assert service.sockets_held(served.process.pid, listening) == 0
+
+
+def test_the_review_serve_offers_to_try_is_the_one_in_examples() -> None:
+    shipped = example_review()
+    assert shipped is not None
+    root = Path(__file__).resolve().parents[2]
+    assert shipped.read_bytes() == (root / "examples" / "admission-review.json").read_bytes()
