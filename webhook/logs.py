@@ -32,6 +32,11 @@ MAX_ITEMS = 32
 MAX_TRACEBACK_CHARS = 16 * 1024
 FLUSH_SECONDS = 0.05
 """Longest an info line waits in memory; a worker killed outright loses at most these."""
+MAX_PENDING_CHARS = 256 * 1024
+"""Lines kept in memory at most: past this, the thread that logs writes them itself and so
+waits for the stream, as it did before batching (a log reader that stops reading must
+slow reviews down, not grow the worker's memory). Some 800 review lines; 50 ms of reviews
+are a few dozen."""
 _RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 _SCALARS = frozenset({bool, int, float, type(None)})
 """Types whose values are bounded as they are (kept apart: one line per review, ~15 fields)."""
@@ -99,8 +104,9 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     A record is formatted by the thread that logs it and kept in memory; a thread of
     the handler's own (started in each process that logs, gunicorn's workers being
     forks) writes what has gathered every `FLUSH_SECONDS`. A warning or an error is
-    written at once, after the lines before it. `flush()` (also at exit, by
-    `logging.shutdown`) writes whatever is pending.
+    written at once, after the lines before it, and so are the lines once more than
+    `MAX_PENDING_CHARS` wait. `flush()` (also at exit, by `logging.shutdown`) writes
+    whatever is pending.
     """
 
     def __init__(self, stream: IO[str]) -> None:
@@ -111,6 +117,7 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def _reset(self) -> None:
         self._pending: list[str] = []
+        self._pending_chars = 0
         self._queue = threading.Lock()
         """Guards `_pending` only (logging's own `lock` may be held around `flush`)."""
         self._writing = threading.Lock()
@@ -132,7 +139,9 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             return
         with self._queue:
             self._pending.append(line)
-        if record.levelno >= logging.WARNING:
+            self._pending_chars += len(line)
+            full = self._pending_chars > MAX_PENDING_CHARS
+        if full or record.levelno >= logging.WARNING:
             self.flush()
         elif self._writer is None:
             self._start_writer()
@@ -140,7 +149,7 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def flush(self) -> None:
         with self._writing:
             with self._queue:
-                lines, self._pending = self._pending, []
+                lines, self._pending, self._pending_chars = self._pending, [], 0
             if lines and self.stream is not None:
                 self.stream.write("".join(lines))
                 if hasattr(self.stream, "flush"):

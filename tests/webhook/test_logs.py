@@ -8,10 +8,11 @@ import json
 import logging
 import multiprocessing
 import sys
+import threading
 import time
 from pathlib import Path
 
-from webhook.logs import FLUSH_SECONDS, BatchingStreamHandler, JsonFormatter
+from webhook.logs import FLUSH_SECONDS, MAX_PENDING_CHARS, BatchingStreamHandler, JsonFormatter
 
 
 def record(created: float, **extra: object) -> logging.LogRecord:
@@ -136,3 +137,36 @@ def test_a_forked_child_writes_its_own_lines_not_its_parents_pending_ones(tmp_pa
 def _log_in_child(logger: logging.Logger) -> None:
     logger.info("child")
     logging.shutdown()  # what a gunicorn worker's exit runs
+
+
+class StalledStream(io.StringIO):
+    """A stream whose writes wait until `release` is set, like a pipe nobody reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def write(self, text: str) -> int:
+        self.release.wait(timeout=30)
+        return super().write(text)
+
+
+def test_a_stalled_stream_makes_the_logging_thread_wait_instead_of_growing_memory() -> None:
+    stream = StalledStream()
+    logger, handler = batching_logger(stream, "stalled")
+    line = json.dumps({"uid": "u"}) + "x" * 300
+    lines = 3 * MAX_PENDING_CHARS // len(line)
+
+    def log() -> None:
+        for _ in range(lines):
+            logger.info(line)
+
+    logging_thread = threading.Thread(target=log, daemon=True)
+    logging_thread.start()
+    logging_thread.join(timeout=20 * FLUSH_SECONDS)
+    assert logging_thread.is_alive(), "the logging thread should wait for the stream"
+    assert sum(map(len, handler._pending)) <= MAX_PENDING_CHARS + 2 * len(line)
+    stream.release.set()
+    logging_thread.join(timeout=30)
+    handler.flush()
+    assert len(stream.getvalue().splitlines()) == lines
