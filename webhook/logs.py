@@ -32,11 +32,11 @@ MAX_ITEMS = 32
 MAX_TRACEBACK_CHARS = 16 * 1024
 FLUSH_SECONDS = 0.05
 """Longest an info line waits in memory; a worker killed outright loses at most these."""
-MAX_PENDING_CHARS = 256 * 1024
-"""Lines kept in memory at most: past this, the thread that logs writes them itself and so
-waits for the stream, as it did before batching (a log reader that stops reading must
-slow reviews down, not grow the worker's memory). Some 800 review lines; 50 ms of reviews
-are a few dozen."""
+MAX_PENDING_LINES = 256
+"""Lines kept in memory at most (each of bounded fields, a review's about 350 bytes): past
+this, the thread that logs writes them itself and so waits for the stream, as it did
+before batching (a log reader that stops reading must slow reviews down, not grow the
+worker's memory). 50 ms of reviews are a few dozen lines."""
 _RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 _SCALARS = frozenset({bool, int, float, type(None)})
 """Types whose values are bounded as they are (kept apart: one line per review, ~15 fields)."""
@@ -50,13 +50,18 @@ class JsonFormatter(logging.Formatter):
     timestamp's seconds part is formatted once per second.
     """
 
-    _encode = json.JSONEncoder(default=str, separators=(",", ":")).encode
+    encode = json.JSONEncoder(default=str, separators=(",", ":")).encode
+    """The line of an entry from `entry`."""
 
     def __init__(self) -> None:
         super().__init__()
         self._second: tuple[int, str] = (-1, "")
 
     def format(self, record: logging.LogRecord) -> str:
+        return self.encode(self.entry(record))
+
+    def entry(self, record: logging.LogRecord) -> dict[str, Any]:
+        """The fields of the line, each bounded (what `format` encodes)."""
         entry: dict[str, Any] = {
             "time": f"{self._timestamp(int(record.created))}.{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
@@ -70,7 +75,7 @@ class JsonFormatter(logging.Formatter):
             entry[key] = value if type(value) in _SCALARS else bounded(value)
         if record.exc_info:
             entry["traceback"] = _cut(self.formatException(record.exc_info), MAX_TRACEBACK_CHARS)
-        return self._encode(entry)
+        return entry
 
     def _timestamp(self, seconds: int) -> str:
         cached, text = self._second  # one tuple, so threads never see a torn pair
@@ -101,12 +106,13 @@ def _cut(text: str, limit: int) -> str:
 class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """A stream handler that writes info lines in batches and warnings at once.
 
-    A record is formatted by the thread that logs it and kept in memory; a thread of
-    the handler's own (started in each process that logs, gunicorn's workers being
-    forks) writes what has gathered every `FLUSH_SECONDS`. A warning or an error is
-    written at once, after the lines before it, and so are the lines once more than
-    `MAX_PENDING_CHARS` wait. `flush()` (also at exit, by `logging.shutdown`) writes
-    whatever is pending.
+    The thread that logs a record takes its bounded fields (`JsonFormatter.entry`) and
+    keeps them in memory; a thread of the handler's own (started in each process that
+    logs, gunicorn's workers being forks) encodes and writes what has gathered every
+    `FLUSH_SECONDS`, one JSON encoding after another while that code is in the CPU's
+    caches. A warning or an error is formatted and written at once, after the lines
+    before it, and so are the lines once `MAX_PENDING_LINES` wait. `flush()` (also at
+    exit, by `logging.shutdown`) writes whatever is pending.
     """
 
     def __init__(self, stream: IO[str]) -> None:
@@ -116,8 +122,8 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         os.register_at_fork(after_in_child=lambda: _after_fork(handler()))
 
     def _reset(self) -> None:
-        self._pending: list[str] = []
-        self._pending_chars = 0
+        self._pending: list[str | dict[str, Any]] = []
+        """Formatted lines, or the entries of a `JsonFormatter` still to encode."""
         self._queue = threading.Lock()
         """Guards `_pending` only (logging's own `lock` may be held around `flush`)."""
         self._writing = threading.Lock()
@@ -132,16 +138,20 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         return True
 
     def emit(self, record: logging.LogRecord) -> None:
+        urgent = record.levelno >= logging.WARNING
+        pending: str | dict[str, Any]
         try:
-            line = self.format(record) + self.terminator
+            if not urgent and isinstance(self.formatter, JsonFormatter):
+                pending = self.formatter.entry(record)
+            else:
+                pending = self.format(record) + self.terminator
         except Exception:  # logging's contract: report it, never raise
             self.handleError(record)
             return
         with self._queue:
-            self._pending.append(line)
-            self._pending_chars += len(line)
-            full = self._pending_chars > MAX_PENDING_CHARS
-        if full or record.levelno >= logging.WARNING:
+            self._pending.append(pending)
+            full = len(self._pending) >= MAX_PENDING_LINES
+        if urgent or full:
             self.flush()
         elif self._writer is None:
             self._start_writer()
@@ -149,11 +159,19 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def flush(self) -> None:
         with self._writing:
             with self._queue:
-                lines, self._pending, self._pending_chars = self._pending, [], 0
-            if lines and self.stream is not None:
-                self.stream.write("".join(lines))
+                pending, self._pending = self._pending, []
+            if pending and self.stream is not None:
+                self.stream.write("".join(map(self._line, pending)))
                 if hasattr(self.stream, "flush"):
                     self.stream.flush()
+
+    def _line(self, pending: str | dict[str, Any]) -> str:
+        if isinstance(pending, str):
+            return pending
+        try:
+            return JsonFormatter.encode(pending) + self.terminator
+        except Exception:  # what a line cannot encode must not lose the others
+            return JsonFormatter.encode({"message": "log line not encodable"}) + self.terminator
 
     def _start_writer(self) -> None:
         with self._queue:

@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from webhook.logs import FLUSH_SECONDS, MAX_PENDING_CHARS, BatchingStreamHandler, JsonFormatter
+from webhook.logs import FLUSH_SECONDS, MAX_PENDING_LINES, BatchingStreamHandler, JsonFormatter
 
 
 def record(created: float, **extra: object) -> logging.LogRecord:
@@ -154,18 +154,17 @@ class StalledStream(io.StringIO):
 def test_a_stalled_stream_makes_the_logging_thread_wait_instead_of_growing_memory() -> None:
     stream = StalledStream()
     logger, handler = batching_logger(stream, "stalled")
-    line = json.dumps({"uid": "u"}) + "x" * 300
-    lines = 3 * MAX_PENDING_CHARS // len(line)
+    lines = 3 * MAX_PENDING_LINES
 
     def log() -> None:
         for _ in range(lines):
-            logger.info(line)
+            logger.info("review", extra={"uid": "u" * 300})
 
     logging_thread = threading.Thread(target=log, daemon=True)
     logging_thread.start()
     logging_thread.join(timeout=20 * FLUSH_SECONDS)
     assert logging_thread.is_alive(), "the logging thread should wait for the stream"
-    assert sum(map(len, handler._pending)) <= MAX_PENDING_CHARS + 2 * len(line)
+    assert len(handler._pending) <= MAX_PENDING_LINES + 1
     stream.release.set()
     logging_thread.join(timeout=30)
     handler.flush()
