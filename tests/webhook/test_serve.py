@@ -168,7 +168,7 @@ def test_review_lines_still_in_memory_are_written_when_the_server_stops(
         sent = [uid_of(f"stopping-{index}") for index in range(20)]
         for uid in sent:
             running.post_review(hotplug_review(uid=uid))
-    # stopped (SIGTERM) at once: lines a worker had not written yet are written as it exits
+    # stopped (SIGTERM) right after the last review: no line held back in memory is lost
     logged = {entry.get("uid") for entry in running.json_logs() if entry.get("message") == "review"}
     assert logged.issuperset(sent)
 
