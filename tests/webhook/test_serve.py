@@ -163,14 +163,27 @@ def test_metrics_add_up_over_all_worker_processes(served: Service) -> None:
     sent = {uid_of(f"metrics-{index}-{step}") for index in range(8) for step in range(10)}
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         list(pool.map(burst, range(8)))
-    pids = {
-        entry["pid"]
-        for entry in served.json_logs()
-        if entry.get("message") == "review" and entry.get("uid") in sent
-    }
+    reviewed = served.wait_for_logs(
+        lambda entry: entry.get("message") == "review" and entry.get("uid") in sent,
+        count=len(sent),
+    )
+    assert len(reviewed) == len(sent)
+    pids = {entry["pid"] for entry in reviewed}
     assert len(pids) == 2, "both workers should have answered"
     for _ in range(6):  # whichever worker answers the scrape sees every worker's samples
         assert scrape() - before == 80
+
+
+def test_review_lines_still_in_memory_are_written_when_the_server_stops(
+    tmp_path: Path,
+) -> None:
+    with service.serving(tmp_path) as running:
+        sent = [uid_of(f"stopping-{index}") for index in range(20)]
+        for uid in sent:
+            running.post_review(hotplug_review(uid=uid))
+    # stopped (SIGTERM) right after the last review: no line held back in memory is lost
+    logged = {entry.get("uid") for entry in running.json_logs() if entry.get("message") == "review"}
+    assert logged.issuperset(sent)
 
 
 def test_each_review_is_one_json_log_line_without_the_object(served: Service) -> None:
@@ -179,6 +192,7 @@ def test_each_review_is_one_json_log_line_without_the_object(served: Service) ->
         {"name": "cloudinit", "cloudInitNoCloud": {"userData": "password: s3cret-value"}}
     )
     served.post_review(body)
+    served.wait_for_logs(lambda entry: entry.get("uid") == uid_of("logged"))
     lines = [line for line in served.log_lines() if uid_of("logged") in line]
     assert len(lines) == 1
     entry = json.loads(lines[0])
