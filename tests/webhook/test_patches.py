@@ -29,7 +29,7 @@ def _jsonpatch_applies(document: Any, patch: list[dict[str, Any]]) -> Any:
     return jsonpatch.apply_patch(copy.deepcopy(document), patch)
 
 
-@pytest.mark.parametrize("path", case_files(CASES), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", case_files([CASES]), ids=lambda p: p.stem)
 def test_every_case_patch_applies_as_jsonpatch_applies_it(path: Path) -> None:
     case = load_case(path)
     verdict = evaluate(case.review, case.context, case.config, mode=Mode.MUTATE, keys=KEYS)
