@@ -7,18 +7,24 @@ body (no gunicorn, no TLS, no threads):
 - webhook without engine: `hotplug-guard`'s app with the engine replaced by one
   that allows everything, i.e. what the webhook itself adds (body checks, request
   parsing, rendering, patch self-check, log line, metrics);
-- webhook: the real app, offline, as `serve --offline` runs it.
+- webhook: the real app, offline, with a signing key, as `serve --offline` runs it.
 
 Each round times all three, alternated; the script prints the median over rounds
-of each, and the median over rounds of its ratio to that round's floor.
-Run: `python -m benchmarks.webhook_app [--rounds 7] [--repeat 800]`; pin to one
-core with `taskset -c 0` for steadier numbers. Not a test: numbers depend on the
-machine.
+of each, and the median over rounds of its ratio to that round's floor. Then it
+times the steps of the webhook's review on their own (parsing, the engine,
+rendering, the patch check, the log line, the metrics), in the same way.
+Times are the thread's CPU time, which other processes on the machine disturb less
+than the clock. Run: `python -m benchmarks.webhook_app [--rounds 7] [--repeat 800]`;
+pin to one core with `taskset -c 0` for steadier numbers. For counts that do not
+depend on the machine at all, run one app under callgrind:
+`valgrind --tool=callgrind python -m benchmarks.webhook_app --only webhook`
+(docs/webhook.md, "Performance"). Not a test: numbers depend on the machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import logging
 import statistics
@@ -32,17 +38,23 @@ from typing import Any
 from benchmarks import engine_build
 from benchmarks.webhook_bodies import four_nic_update_bytes
 from benchmarks.webhook_load import floor_app, stubbed_webhook_app
-from policy import PolicyConfig, evaluate
+from policy import Mode, PolicyConfig, evaluate
+from policy.signing import SigningKeys
 from webhook.logs import configure
 from webhook.metrics import enable_multiprocess
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+KEYS = SigningKeys(signing=b"benchmark-signing-key-of-32-bytes-or-more")
+APPS = ("floor", "webhook without engine", "webhook")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--repeat", type=int, default=800, help="requests per app and round")
+    parser.add_argument(
+        "--only", choices=APPS, help="only run --repeat requests of this app (for callgrind)"
+    )
     args = parser.parse_args()
     body = four_nic_update_bytes()
     with tempfile.TemporaryDirectory(prefix="hotplug-guard-bench-") as scratch:
@@ -51,18 +63,35 @@ def main() -> None:
             status = call(app, body)
             if not status.startswith("200"):
                 raise SystemExit(f"{name} answered {status}")
+        if args.only:
+            app = apps[args.only]
+            for _ in range(100):
+                call(app, body)
+            # inside one C function, so `--toggle-collect=functools_reduce` counts just these
+            functools.reduce(lambda _, __: call(app, body), range(args.repeat), None)
+            return
         timings: dict[str, list[float]] = {name: [] for name in apps}
         for _ in range(args.rounds):
             for name, app in apps.items():
-                timings[name].append(per_request_us(app, body, args.repeat))
+                request = functools.partial(call, app, body)
+                timings[name].append(per_request_us(request, args.repeat))
+        steps = review_steps(body)
+        step_timings: dict[str, list[float]] = {name: [] for name in steps}
+        for _ in range(args.rounds):
+            for name, step in steps.items():
+                step_timings[name].append(per_request_us(step, args.repeat))
     floors = timings["floor"]
     print(
         f"POST /mutate in-process, {len(body)} byte body, {args.rounds} rounds, "
-        f"policy engine {engine_build()}"
+        f"policy engine {engine_build()}, thread CPU time"
     )
     print(f"{'app':<26} {'µs/request':>11} {'vs floor':>9}")
     for name, values in timings.items():
         # the ratio of each round to that round's floor, then the median over rounds
+        ratio = statistics.median(v / f for v, f in zip(values, floors, strict=True))
+        print(f"{name:<26} {statistics.median(values):>11.1f} {ratio:>8.2f}x")
+    print(f"{'step of the review':<26} {'µs':>11} {'vs floor':>9}")
+    for name, values in step_timings.items():
         ratio = statistics.median(v / f for v, f in zip(values, floors, strict=True))
         print(f"{name:<26} {statistics.median(values):>11.1f} {ratio:>8.2f}x")
 
@@ -80,11 +109,55 @@ def build_apps(scratch: Path) -> dict[str, WSGIApp]:
     for handler in logging.getLogger("hotplug_guard").handlers:
         if isinstance(handler, logging.StreamHandler):
             handler.setStream(log)
-    admission = Admission(evaluate=evaluate, config=PolicyConfig(), context=OfflineContext())
-    return {
+    admission = Admission(
+        evaluate=evaluate, config=PolicyConfig(), context=OfflineContext(), keys=KEYS
+    )
+    apps = {
         "floor": floor_app(),
         "webhook without engine": stubbed_webhook_app(),
         "webhook": create_app(admission=admission, metrics=Metrics()),
+    }
+    return {name: apps[name] for name in APPS}
+
+
+def review_steps(body: bytes) -> dict[str, Callable[[], object]]:
+    """Each step of the webhook's review of `body`, on its own (after `build_apps`)."""
+    from webhook import app as webhook_app  # noqa: PLC0415 - after the metrics mode is set
+    from webhook.admission import Admission, check_patch  # noqa: PLC0415
+    from webhook.context import OfflineContext  # noqa: PLC0415
+    from webhook.metrics import Metrics  # noqa: PLC0415
+    from webhook.reviews import parse_envelope, parse_request, render_review  # noqa: PLC0415
+
+    admission = Admission(
+        evaluate=evaluate, config=PolicyConfig(), context=OfflineContext(), keys=KEYS
+    )
+    metrics = Metrics()
+    envelope, raw = parse_envelope(body)
+    parsed = parse_request(envelope, raw)
+
+    def answer() -> Any:
+        now = time.monotonic()
+        return admission.answer(
+            parsed, mode=Mode.MUTATE, context_deadline=now + 2, deadline=now + 9
+        )
+
+    answered = answer()
+    document = render_review(envelope, answered, mode=Mode.MUTATE)
+
+    def check() -> None:  # the patch only adds annotations: applying it again costs the same
+        check_patch(parsed, answered, document)
+
+    def record() -> None:
+        webhook_app._record(  # the step on its own
+            "mutate", parsed, answered, document, duration=0.001, metrics=metrics
+        )
+
+    return {
+        "parse (json.loads too)": lambda: parse_request(*parse_envelope(body)),
+        "engine (Admission.answer)": answer,
+        "render": lambda: render_review(envelope, answered, mode=Mode.MUTATE),
+        "patch check": check,
+        "log line and metrics": record,
     }
 
 
@@ -120,15 +193,17 @@ def call(app: WSGIApp, body: bytes) -> str:
     return answer[0]
 
 
-def per_request_us(app: WSGIApp, body: bytes, repeat: int) -> float:
-    """Median microseconds per request over `repeat` requests, after a warm-up."""
+def per_request_us(step: Callable[[], object], repeat: int) -> float:
+    """Median thread CPU microseconds per call of `step`, in batches, after a warm-up."""
     for _ in range(min(repeat, 100)):
-        call(app, body)
+        step()
+    batch = 20
     samples = []
-    for _ in range(repeat):
-        start = time.perf_counter_ns()
-        call(app, body)
-        samples.append((time.perf_counter_ns() - start) / 1000)
+    for _ in range(max(1, repeat // batch)):
+        start = time.thread_time_ns()
+        for _ in range(batch):
+            step()
+        samples.append((time.thread_time_ns() - start) / 1000 / batch)
     return statistics.median(samples)
 
 

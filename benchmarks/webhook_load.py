@@ -11,7 +11,12 @@ req/s, p50 and p99 of each, how the connections spread over the workers, and
 the ratios against the targets (throughput >= 0.75x the floor, p99 <= 1.5x the
 floor, with the compiled engine), taken within each round.
 
-Run: `python -m benchmarks.webhook_load [--duration 6] [--rounds 5] [--connections 16]`.
+With `--baseline DIR`, `serve` from another source tree (an export of an earlier
+commit, its `policy/` compiled the same way or not) runs as a fourth server in the
+same rounds, and the script also prints `serve`'s per-round ratios to it.
+
+Run: `python -m benchmarks.webhook_load [--duration 6] [--rounds 5] [--connections 16]
+[--baseline DIR]`.
 Installs `wrk` with apt-get when it is missing (as root). Not a test: numbers
 depend on the machine.
 """
@@ -106,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--endpoint", choices=("mutate", "validate"), default="mutate", help="path under load"
     )
+    parser.add_argument("--baseline", type=Path, help="another source tree's serve to compare")
     parser.add_argument("--floor-server", metavar="HOST:PORT", help=argparse.SUPPRESS)
     parser.add_argument("--stubbed-server", metavar="HOST:PORT", help=argparse.SUPPRESS)
     parser.add_argument("--cert-dir", type=Path, help=argparse.SUPPRESS)
@@ -136,21 +142,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         sizing = ("--workers", str(args.workers), "--threads", str(args.threads))
         reference = [sys.executable, "-m", "benchmarks.webhook_load", *sizing]
+        serve = [
+            sys.executable,
+            "-m",
+            "hotplug_guard",
+            "serve",
+            *sizing,
+            "--offline",
+            "--signing-keys",
+            str(signing_keys(tmp)),
+            "--bind",
+        ]
         commands = {
             "floor": [*reference, "--floor-server"],
             "stubbed": [*reference, "--stubbed-server"],
-            "serve": [
-                sys.executable,
-                "-m",
-                "hotplug_guard",
-                "serve",
-                *sizing,
-                "--offline",
-                "--signing-keys",
-                str(signing_keys(tmp)),
-                "--bind",
-            ],
+            "serve": serve,
         }
+        trees = dict.fromkeys(commands, REPO)
+        if args.baseline is not None:
+            commands["baseline"] = serve
+            trees["baseline"] = args.baseline.resolve()
         ports = {name: free_port() for name in commands}
         with contextlib.ExitStack() as stack:
             processes = {
@@ -158,6 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     running(
                         [*command, f"127.0.0.1:{ports[name]}", "--cert-dir", str(tmp / "certs")],
                         tmp,
+                        tree=trees[name],
                     )
                 )
                 for name, command in commands.items()
@@ -473,6 +485,17 @@ def report(rounds: dict[str, list[Result]], args: argparse.Namespace) -> None:
         f"{Ratios.of(floors, stubbed, lambda r: r.requests_per_second)}, server CPU per "
         f"request {Ratios.of(floors, stubbed, lambda r: r.cpu_ms)}"
     )
+    baseline = rounds.get("baseline")
+    if baseline is not None:
+        print(
+            f"baseline tree: throughput baseline/floor "
+            f"{Ratios.of(floors, baseline, lambda r: r.requests_per_second)}, p99 "
+            f"{Ratios.of(floors, baseline, lambda r: r.p99_ms)}, server CPU per request "
+            f"{Ratios.of(floors, baseline, lambda r: r.cpu_ms)}; serve/baseline: throughput "
+            f"{Ratios.of(baseline, served, lambda r: r.requests_per_second)}, p99 "
+            f"{Ratios.of(baseline, served, lambda r: r.p99_ms)}, server CPU per request "
+            f"{Ratios.of(baseline, served, lambda r: r.cpu_ms)}"
+        )
 
 
 def _verdict(met: bool) -> str:

@@ -54,8 +54,9 @@ def record_expiry(
         remaining[kind] = seconds
         if seconds < warn_within.total_seconds():
             log.warning(
-                "%s certificate %s expires at %s (in %s); it should have been renewed by "
-                "'hotplug-guard certs ensure' long before",
+                "%s certificate %s expires at %s (in %s); whatever issues it ('hotplug-guard "
+                "certs ensure', cert-manager or OpenShift's service CA) should have renewed it "
+                "long before: check its logs",
                 kind,
                 path,
                 expiry.isoformat(),

@@ -64,11 +64,17 @@ class Outcome:
         return not self.failures
 
 
-def case_files(directory: Path) -> list[Path]:
-    """The case files in `directory` (and below), sorted."""
-    if not directory.is_dir():
-        raise UsageError(f"{directory}: not a directory")
-    return sorted(p for p in directory.rglob("*.yaml") if p.is_file())
+def case_files(paths: Sequence[Path]) -> list[Path]:
+    """The case files named, and those in each named directory and below it (sorted)."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*.yaml") if p.is_file())
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise UsageError(f"{path}: no such file or directory")
+    return list(dict.fromkeys(found))
 
 
 def load_case(path: Path) -> Case:

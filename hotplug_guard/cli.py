@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from hotplug_guard import __version__
 from hotplug_guard.commands import (
     certificates,
     controller,
@@ -19,6 +20,7 @@ from hotplug_guard.commands import (
     serve,
     status,
 )
+from hotplug_guard.commands.helptext import FORMATTER, examples
 from hotplug_guard.errors import UsageError
 
 EXIT_BAD_INPUT = 2
@@ -28,8 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hotplug-guard",
         description="Guard KubeVirt NIC hot plug / hot unplug: policy checks, admission "
-        "webhook, certificates.",
+        "webhook, certificates, companion controller, hot plug commands.",
+        formatter_class=FORMATTER,
+        epilog=examples("hotplug-guard check --help", "hotplug-guard COMMAND --help"),
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     policy_commands.register(subparsers)
     serve.register(subparsers)

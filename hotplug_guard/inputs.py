@@ -8,6 +8,7 @@ build on shared fixtures without copying them.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -18,6 +19,7 @@ import jsonpatch
 from hotplug_guard.errors import UsageError
 from hotplug_guard.files import line_of, load_yaml, read_text
 from policy import Context, Operation, Review, UserInfo, parse_version
+from webhook import reviews
 
 REFERENCE_KEYS = frozenset({"fixture", "change"})
 DEFAULT_NAMESPACE = "default"  # as kubectl assumes for objects without one
@@ -111,10 +113,70 @@ class Source:
         )
 
 
-def load_object(path: Path) -> dict[str, Any]:
-    """The Kubernetes object in a YAML file."""
-    source = Source(path)
-    return source.object(source.data, ())
+def load_review(
+    new: Path,
+    old: Path | None = None,
+    *,
+    username: str = "",
+    groups: tuple[str, ...] = (),
+    dry_run: bool = False,
+) -> Review:
+    """The request `check` judges: `new` is a VirtualMachine (with `old`, an UPDATE) or an
+    AdmissionReview of one, which brings the old object, user, dry run and operation itself.
+
+    UsageError for any other kind, and for what the webhook would not judge.
+    """
+    source = Source(new)
+    if isinstance(source.data, Mapping) and source.data.get("kind") == reviews.KIND:
+        if old is not None or username or groups or dry_run:
+            raise UsageError(
+                f"{new}: an {reviews.KIND} brings the old object, the user and dryRun itself; "
+                "leave out --old, --user, --group and --dry-run"
+            )
+        return _admission_review(source)
+    vm = _virtual_machine(source)
+    return build_review(
+        new=vm,
+        old=_virtual_machine(Source(old)) if old is not None else None,
+        username=username,
+        groups=groups,
+        dry_run=dry_run,
+    )
+
+
+def _virtual_machine(source: Source) -> dict[str, Any]:
+    obj = source.object(source.data, ())
+    group = str(obj.get("apiVersion", "")).partition("/")[0]
+    if (group, obj.get("kind")) != (reviews.VM_GROUP, reviews.VM_KIND):
+        raise source.error(
+            ("kind",),
+            f"{obj.get('kind')!r} (apiVersion {obj.get('apiVersion')!r}): expected a "
+            f"{reviews.VM_GROUP} {reviews.VM_KIND} or an {reviews.KIND} of one",
+        )
+    return obj
+
+
+def _admission_review(source: Source) -> Review:
+    """The VirtualMachine CREATE or UPDATE of an AdmissionReview, read as the webhook reads it."""
+    try:
+        envelope, raw = reviews.parse_envelope(json.dumps(source.data).encode())
+        request = reviews.parse_request(envelope, raw)
+    except reviews.RequestError as error:
+        raise source.error((), f"the webhook would refuse this review: {error}") from None
+    if not request.is_virtual_machine:
+        sub = f"/{request.sub_resource}" if request.sub_resource else ""
+        raise source.error(
+            ("request", "kind"),
+            f"a review of {request.group or 'core'} {request.kind} ({request.resource}{sub}): "
+            f"hotplug-guard judges {reviews.VM_GROUP} {reviews.VM_KIND}s only",
+        )
+    if request.operation not in (Operation.CREATE, Operation.UPDATE):
+        raise source.error(
+            ("request", "operation"),
+            f"{request.operation}: the webhook lets DELETE and CONNECT through untouched, so "
+            "there is nothing to check",
+        )
+    return request.review()
 
 
 def load_context(path: Path) -> Context:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final, final
 
+from policy.capacity import implicit_pod_interface
 from policy.values import Value
 from policy.views import ABSENT, Interface, Network, Spec
 
@@ -102,7 +103,7 @@ def diff(old: Spec, new: Spec, *, running: Spec | None = None) -> Changes:
     old_nets = old.raw_networks
     new_ifaces = new.interfaces_by_name
     new_nets = new.networks_by_name
-    implicit = not old.interfaces_listed and not old.networks_listed
+    implicit = implicit_pod_interface(old)
 
     plugged: list[Interface] = []
     unplugged: list[Interface] = []

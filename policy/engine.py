@@ -331,16 +331,25 @@ def _guard_annotations(
                 )
             )
         elif mode is Mode.VALIDATE and key in desired:
-            warnings.append(
-                f"{RuleId.GUARDED_ANNOTATIONS}: '{key}' was not set by the mutating webhook; "
-                "migrate the VM to complete"
-            )
+            unset = _UNSET_BY_MUTATION.get(key, f"'{key}' was not set by the mutating webhook")
+            warnings.append(f"{RuleId.GUARDED_ANNOTATIONS}: {unset}")
         elif mode is Mode.MUTATE and value is None and key not in desired:
             warnings.append(f"{RuleId.GUARDED_ANNOTATIONS}: '{key}' is managed, restored")
         target[key] = wanted if isinstance(wanted, str) or wanted is None else None
     if action is not Action.OFF:
         _collect(findings, action, forged)
     return target
+
+
+_UNSET_BY_MUTATION = {
+    # What it means that /validate sees a change without the annotation /mutate computes for
+    # it, and what to do: the mutating webhook fails open, so an unreachable or slow replica
+    # lets the change through unannotated. Short: kube-apiserver shows 120 characters.
+    REQUEST: "no request for this hot plug: the mutating webhook did not answer (it fails open); "
+    "migrate the VM",
+    LEDGER: "no ledger for this change: the mutating webhook did not answer (it fails open); "
+    "check its pods",
+}
 
 
 def _signed_elsewhere(

@@ -151,6 +151,12 @@ def check_plug_binding(s: Situation) -> Iterator[Cause]:
                 "SR-IOV hot plug is disabled by policy (it always needs a live migration; "
                 "set allowSriovPlug to permit it)"
             )
+        elif binding is None and iface.bindings:
+            names = ", ".join(b.value for b in iface.bindings)
+            reason = (
+                f"it has several bindings ({names}); {s.release.name} accepts that, but which "
+                "one KubeVirt plugs is undefined (v1.9 refuses it): keep exactly one"
+            )
         else:
             if binding is None:
                 name = "no binding"
@@ -168,8 +174,10 @@ def check_plug_binding(s: Situation) -> Iterator[Cause]:
 
 
 def _unbound_accepted(s: Situation, iface: Interface) -> bool:
-    """No binding: KubeVirt's webhook accepts it before v1.9, its controller never plugs it."""
-    return not iface.bindings and s.release.before(9)
+    """No binding, or several binding methods: KubeVirt's webhook accepts both before v1.9
+    (it refuses only a plugin beside a method, a kubevirt-spec finding), yet its
+    controller never plugs the first and plugs the second with an undefined binding."""
+    return s.release.before(9) and Binding.PLUGIN not in iface.bindings
 
 
 def check_plug_model(s: Situation) -> Iterator[Cause]:
@@ -555,13 +563,13 @@ def declaration_problem(s: Situation, running: tuple[dict[str, Any], dict[str, A
     declared_net = s.spec.raw_networks.get(name)
     if declared is None or declared_net is None or declared_net[1].get("pod") is None:
         return f"the template does not declare '{name}' as it runs: {flow(iface)} on {flow(net)}"
-    if not changed_fields(iface, declared[1], ignore="state") and not changed_fields(
-        net, declared_net[1]
-    ):
+    runs = "the VMI runs" if s.vmi is not None else "KubeVirt adds"
+    if changed_fields(net, declared_net[1]):
+        return f"the template declares {flow(declared_net[1])} but {runs} {flow(net)}"
+    if not changed_fields(iface, declared[1], ignore="state"):
         return None
     if s.vmi is None and not s.cluster.known and _default_binding_only(declared[1]):
         return None  # without the CR, either binding KubeVirt can be configured with may run
-    runs = "the VMI runs" if s.vmi is not None else "KubeVirt adds"
     return f"the template declares {flow(declared[1])} but {runs} {flow(iface)}"
 
 

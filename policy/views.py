@@ -379,7 +379,7 @@ def _interface(index: int, item: dict[str, Any], base: str, shapes: list[Shape])
         and isinstance(pci_address, str)
     ):
         name, model, state, mac, pci_address = (
-            _string(item.get(key), f"{base}.interfaces[{index}].{key}", shapes)
+            _string(item.get(key), f"{base}[{index}].{key}", shapes)
             for key in ("name", "model", "state", "macAddress", "pciAddress")
         )
     return Interface(

@@ -11,9 +11,16 @@ import shutil
 from collections.abc import Generator, Iterator
 
 import pytest
+from hypothesis import settings
 
 from tests.kube import controlplane
 from tests.kube.controlplane import ControlPlane
+
+# Hypothesis' default without its per-example deadline: the suite checks behaviour, and a
+# deadline fails examples whenever the machine is busy (timing belongs to the benchmarks).
+# A profile named on the command line (`--hypothesis-profile`) still wins.
+settings.register_profile("suite", deadline=None)
+settings.load_profile("suite")
 
 FAILED = pytest.StashKey[bool]()
 PLANE = pytest.StashKey[ControlPlane]()

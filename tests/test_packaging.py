@@ -103,3 +103,18 @@ def test_dependency_floors_exclude_releases_with_known_advisories() -> None:
         floors[requirement.name.lower()] = max(lows, default=Version("0"))
     for name, fixed in FIXED_IN.items():
         assert floors.get(name, Version("0")) >= Version(fixed), f"{name} admits < {fixed}"
+
+
+def test_the_license_is_the_apache_license_the_metadata_names(wheel: Path) -> None:
+    text = (ROOT / "LICENSE").read_text()
+    assert text.split()[:4] == ["Apache", "License", "Version", "2.0,"]
+    assert "END OF TERMS AND CONDITIONS" in text
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "Apache-2.0"
+    assert project["license-files"] == ["LICENSE"]
+    with zipfile.ZipFile(wheel) as archive:
+        licenses = [
+            name for name in archive.namelist() if name.endswith(".dist-info/licenses/LICENSE")
+        ]
+        assert len(licenses) == 1, archive.namelist()
+        assert archive.read(licenses[0]).decode() == text

@@ -11,13 +11,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import jsonpatch
-
 from policy import Context, Mode, Operation, PolicyConfig, Review, Verdict
 from policy.config import ContextUnavailable
 from policy.deadline import Deadline, DeadlineExceeded
 from policy.signing import SigningKeys
 from webhook.context import ContextSource, ContextState
+from webhook.patches import PatchError, apply_patch
 from webhook.reviews import (
     AdmissionRequest,
     AdmissionReviewWire,
@@ -187,12 +186,13 @@ def check_patch(request: AdmissionRequest, answer: Answer, document: AdmissionRe
     A patch that fails here would fail in kube-apiserver as an internal error, even with
     failurePolicy Ignore, so it must never leave the webhook. The operations are the
     ones `render_review` encoded (rendering is deterministic, so they are not decoded
-    back from base64) and are applied in place: the object was decoded for this request
-    alone and is not read again, and copying it would cost more than the whole evaluation.
+    back from base64) and are applied strictly (`webhook.patches`) and in place: the
+    object was decoded for this request alone and is not read again, and copying it
+    would cost more than the whole evaluation.
     """
     if "patch" not in document["response"]:
         return
     try:
-        jsonpatch.apply_patch(request.object, answer.verdict.render_patch(), in_place=True)
-    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as error:
+        apply_patch(request.object, answer.verdict.render_patch())
+    except PatchError as error:
         raise PatchSelfCheckError(f"engine patch does not apply: {error}") from error

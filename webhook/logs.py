@@ -5,22 +5,42 @@ hold secrets in cloud-init user data) and never key material. Every field is
 bounded, since names and usernames come from the request: one request can never
 write more than a few kilobytes and rotate earlier evidence out of the kubelet's
 log files.
+
+Info lines are written in batches, at most `FLUSH_SECONDS` after they were logged,
+as nginx's `access_log ... buffer= flush=` does; warnings and errors at once. A
+write lets go of the GIL, and a review thread that wrote its own line then waited
+to get it back while the other threads ran: under load that cost more CPU time per
+review than the line itself (docs/webhook.md, "Performance").
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import sys
+import threading
 import time
-from typing import Any
+import weakref
+from typing import IO, Any
 
 REVIEW_LOGGER = "hotplug_guard.webhook.reviews"
 MAX_FIELD_CHARS = 512
 """Longer than any Kubernetes name (253) or uid; a longer value is cut and marked."""
 MAX_ITEMS = 32
 MAX_TRACEBACK_CHARS = 16 * 1024
+FLUSH_SECONDS = 0.05
+"""Longest an info line waits in memory; a worker killed outright loses at most these."""
+MAX_PENDING_LINES = 256
+"""Lines kept in memory at most (each of bounded fields, a review's about 350 bytes): past
+this, the thread that logs writes them itself and so waits for the stream, as it did
+before batching (a log reader that stops reading must slow reviews down, not grow the
+worker's memory). 50 ms of reviews are a few dozen lines."""
 _RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+_SCALARS = frozenset({bool, int, float, type(None)})
+"""Types whose values are bounded as they are (kept apart: one line per review, ~15 fields)."""
+_COLLECTIONS = (list, tuple, set, frozenset)
 
 
 class JsonFormatter(logging.Formatter):
@@ -30,13 +50,18 @@ class JsonFormatter(logging.Formatter):
     timestamp's seconds part is formatted once per second.
     """
 
-    _encode = json.JSONEncoder(default=str, separators=(",", ":")).encode
+    encode = json.JSONEncoder(default=str, separators=(",", ":")).encode
+    """The line of an entry from `entry`."""
 
     def __init__(self) -> None:
         super().__init__()
         self._second: tuple[int, str] = (-1, "")
 
     def format(self, record: logging.LogRecord) -> str:
+        return self.encode(self.entry(record))
+
+    def entry(self, record: logging.LogRecord) -> dict[str, Any]:
+        """The fields of the line, each bounded (what `format` encodes)."""
         entry: dict[str, Any] = {
             "time": f"{self._timestamp(int(record.created))}.{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
@@ -45,11 +70,12 @@ class JsonFormatter(logging.Formatter):
             "message": bounded(record.getMessage()),
         }
         for key, value in record.__dict__.items():
-            if key not in _RESERVED and not key.startswith("_"):
-                entry[key] = bounded(value)
+            if key in _RESERVED or key[:1] == "_":
+                continue
+            entry[key] = value if type(value) in _SCALARS else bounded(value)
         if record.exc_info:
             entry["traceback"] = _cut(self.formatException(record.exc_info), MAX_TRACEBACK_CHARS)
-        return self._encode(entry)
+        return entry
 
     def _timestamp(self, seconds: int) -> str:
         cached, text = self._second  # one tuple, so threads never see a torn pair
@@ -63,7 +89,7 @@ def bounded(value: Any) -> Any:
     """`value` with strings cut to `MAX_FIELD_CHARS` and lists to `MAX_ITEMS` items."""
     if isinstance(value, str):
         return _cut(value, MAX_FIELD_CHARS)
-    if isinstance(value, list | tuple | set | frozenset):
+    if isinstance(value, _COLLECTIONS):
         items = [bounded(item) for item in list(value)[:MAX_ITEMS]]
         if len(value) > MAX_ITEMS:
             items.append(f"... {len(value) - MAX_ITEMS} more")
@@ -77,9 +103,108 @@ def _cut(text: str, limit: int) -> str:
     return f"{text[: limit // 2]}...[{len(text) - limit} chars cut]...{text[-(limit // 2) :]}"
 
 
+class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that writes info lines in batches and warnings at once.
+
+    The thread that logs a record takes its bounded fields (`JsonFormatter.entry`) and
+    keeps them in memory; a thread of the handler's own (started in each process that
+    logs, gunicorn's workers being forks) encodes and writes what has gathered every
+    `FLUSH_SECONDS`, one JSON encoding after another while that code is in the CPU's
+    caches. A warning or an error is formatted and written at once, after the lines
+    before it, and so are the lines once `MAX_PENDING_LINES` wait. `flush()` (also at
+    exit, by `logging.shutdown`) writes whatever is pending.
+    """
+
+    def __init__(self, stream: IO[str]) -> None:
+        super().__init__(stream)
+        self._reset()
+        handler = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _after_fork(handler()))
+
+    def _reset(self) -> None:
+        self._pending: list[str | dict[str, Any]] = []
+        """Formatted lines, or the entries of a `JsonFormatter` still to encode."""
+        self._queue = threading.Lock()
+        """Guards `_pending` only (logging's own `lock` may be held around `flush`)."""
+        self._writing = threading.Lock()
+        """Held across a write, so batches reach the stream in order; taken before `_queue`."""
+        self._writer: threading.Thread | None = None
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        """Like `logging.Handler.handle`, without holding `lock` while formatting."""
+        if not self.filter(record):
+            return False
+        self.emit(record)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        urgent = record.levelno >= logging.WARNING
+        pending: str | dict[str, Any]
+        try:
+            if not urgent and isinstance(self.formatter, JsonFormatter):
+                pending = self.formatter.entry(record)
+            else:
+                pending = self.format(record) + self.terminator
+        except Exception:  # logging's contract: report it, never raise
+            self.handleError(record)
+            return
+        with self._queue:
+            self._pending.append(pending)
+            full = len(self._pending) >= MAX_PENDING_LINES
+        if urgent or full:
+            self.flush()
+        elif self._writer is None:
+            self._start_writer()
+
+    def flush(self) -> None:
+        with self._writing:
+            with self._queue:
+                pending, self._pending = self._pending, []
+            if pending and self.stream is not None:
+                self.stream.write("".join(map(self._line, pending)))
+                if hasattr(self.stream, "flush"):
+                    self.stream.flush()
+
+    def _line(self, pending: str | dict[str, Any]) -> str:
+        if isinstance(pending, str):
+            return pending
+        try:
+            return JsonFormatter.encode(pending) + self.terminator
+        except Exception:  # what a line cannot encode must not lose the others
+            return JsonFormatter.encode({"message": "log line not encodable"}) + self.terminator
+
+    def _start_writer(self) -> None:
+        with self._queue:
+            if self._writer is not None:
+                return
+            self._writer = threading.Thread(
+                target=_write_every, args=(weakref.ref(self),), name="log-writer", daemon=True
+            )
+        self._writer.start()
+
+
+def _write_every(handler: weakref.ReferenceType[BatchingStreamHandler]) -> None:
+    while True:
+        time.sleep(FLUSH_SECONDS)
+        alive = handler()
+        if alive is None:
+            return
+        with contextlib.suppress(Exception):  # a failing stream must not end the thread
+            alive.flush()
+        del alive
+
+
+def _after_fork(handler: BatchingStreamHandler | None) -> None:
+    """In a forked child the writer thread does not run and a lock may be held for ever;
+    the parent writes the lines it had pending: start afresh.
+    """
+    if handler is not None:
+        handler._reset()
+
+
 def configure(level: int = logging.INFO) -> None:
     """Send the `hotplug_guard` loggers to stderr as JSON lines (the serving process's setup)."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = BatchingStreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     logger = logging.getLogger("hotplug_guard")
     logger.handlers[:] = [handler]

@@ -32,6 +32,7 @@ from certs.material import CA_CERT, CA_KEY, TLS_CERT, TLS_KEY
 from certs.names import parse_hosts, service_hosts
 from certs.rotation import DEFAULT_POLICY, RotationPolicy
 from hotplug_guard import kubeconfig
+from hotplug_guard.commands.helptext import FORMATTER, examples
 from hotplug_guard.errors import UsageError
 from hotplug_guard.probes import ProbeServer, parse_bind
 
@@ -49,6 +50,12 @@ def register(subparsers: Any) -> None:
         "certs",
         help="create and rotate the webhook's CA and serving certificate",
         description="Create and rotate the webhook's CA and serving certificate.",
+        formatter_class=FORMATTER,
+        epilog=examples(
+            "hotplug-guard certs generate --service hotplug-guard --namespace hotplug-guard \\",
+            "    --out ./tls",
+            "hotplug-guard certs ensure --help",
+        ),
     )
     commands = parser.add_subparsers(dest="certs_command", required=True, metavar="SUBCOMMAND")
 
@@ -57,9 +64,16 @@ def register(subparsers: Any) -> None:
         help="write a new CA and serving certificate to a directory",
         description=f"Write a new CA and serving certificate to DIR: {CA_CERT}, {CA_KEY}, "
         f"{TLS_CERT}, {TLS_KEY} (keys 0600, a new directory 0700).",
+        formatter_class=FORMATTER,
+        epilog=examples(
+            "hotplug-guard certs generate --service hotplug-guard --namespace hotplug-guard \\",
+            "    --out ./tls --key-type rsa --rsa-bits 3072",
+        ),
     )
     _add_names(generate)
-    generate.add_argument("--out", type=Path, required=True, metavar="DIR")
+    generate.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="where to write the four files"
+    )
     generate.add_argument(
         "--force", action="store_true", help="replace certificates already in DIR"
     )
@@ -72,11 +86,25 @@ def register(subparsers: Any) -> None:
         description="Create or renew the CA and serving certificate kept in a Secret, write "
         "the CA bundle into every webhook of the named webhook configurations, and optionally "
         "write the serving files to DIR. Safe to run from several replicas at once.",
+        formatter_class=FORMATTER,
+        epilog=examples(
+            "hotplug-guard certs ensure --namespace hotplug-guard --service hotplug-guard \\",
+            "    --secret-name hotplug-guard-tls --mutating-webhook-config hotplug-guard \\",
+            "    --validating-webhook-config hotplug-guard --once",
+        ),
     )
     _add_names(ensure)
     ensure.add_argument("--secret-name", required=True, help="Secret holding CA and certificate")
-    ensure.add_argument("--mutating-webhook-config", metavar="NAME")
-    ensure.add_argument("--validating-webhook-config", metavar="NAME")
+    ensure.add_argument(
+        "--mutating-webhook-config",
+        metavar="NAME",
+        help="the MutatingWebhookConfiguration whose webhooks get the CA bundle",
+    )
+    ensure.add_argument(
+        "--validating-webhook-config",
+        metavar="NAME",
+        help="the ValidatingWebhookConfiguration whose webhooks get the CA bundle",
+    )
     ensure.add_argument(
         "--ca-configmap",
         metavar="NAME",
@@ -121,9 +149,17 @@ def _add_names(parser: argparse.ArgumentParser) -> None:
 
 def _add_keys_and_lifetimes(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--key-type", choices=[kind.value for kind in KeyType], default=KeyType.ECDSA.value
+        "--key-type",
+        choices=[kind.value for kind in KeyType],
+        default=KeyType.ECDSA.value,
+        help="ecdsa (P-256, the default) or rsa",
     )
-    parser.add_argument("--rsa-bits", type=int, default=MIN_RSA_BITS)
+    parser.add_argument(
+        "--rsa-bits",
+        type=int,
+        default=MIN_RSA_BITS,
+        help=f"RSA key size with --key-type rsa (default and minimum {MIN_RSA_BITS})",
+    )
     parser.add_argument(
         "--ca-days",
         type=float,

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hotplug_guard import kubeconfig
+from hotplug_guard.commands.helptext import FORMATTER, examples
 from hotplug_guard.errors import UsageError
 from hotplug_guard.keys import read_keys
 from hotplug_guard.probes import ProbeServer, parse_bind
@@ -42,6 +43,13 @@ def register(subparsers: Any) -> None:
         "VirtualMachineInstanceMigration, follow it, verify the VMI's interfaces and report "
         "progress in hotplug-guard.io/status and as Events. Several replicas elect one leader "
         "through a Lease.",
+        formatter_class=FORMATTER,
+        epilog=examples(
+            "# as the chart runs it, in a pod, with the webhook's signing key mounted",
+            "hotplug-guard controller --in-cluster --signing-keys /signing",
+            "# from a workstation, against the current kubeconfig context",
+            "hotplug-guard controller --signing-keys ./signing --lease-namespace hotplug-guard",
+        ),
     )
     parser.add_argument(
         "--signing-keys",
@@ -56,7 +64,12 @@ def register(subparsers: Any) -> None:
         metavar="NS",
         help="namespace of the Lease (default: the pod's, or the context's namespace)",
     )
-    parser.add_argument("--lease-name", default=DEFAULT_LEASE, metavar="NAME")
+    parser.add_argument(
+        "--lease-name",
+        default=DEFAULT_LEASE,
+        metavar="NAME",
+        help=f"the Lease the replicas elect their leader through (default {DEFAULT_LEASE})",
+    )
     parser.add_argument(
         "--identity",
         metavar="ID",
@@ -69,7 +82,9 @@ def register(subparsers: Any) -> None:
         metavar="HOST:PORT",
         help=f"/healthz, /readyz and /metrics over HTTP (default {DEFAULT_PROBE_BIND})",
     )
-    parser.add_argument("--workers", type=int, default=4, metavar="N", help="(4)")
+    parser.add_argument(
+        "--workers", type=int, default=4, metavar="N", help="VMs handled at once (4)"
+    )
     tuning = parser.add_argument_group("completion")
     _number(tuning, "--grace-seconds", settings.grace_seconds, "in-place completion grace")
     _number(
@@ -96,17 +111,28 @@ def register(subparsers: Any) -> None:
         tuning, "--apply-seconds", settings.apply_seconds, "for KubeVirt to apply it to the VMI"
     )
     election = parser.add_argument_group("leader election")
-    _number(election, "--lease-duration-seconds", timings.lease_seconds, "")
-    _number(election, "--renew-deadline-seconds", timings.renew_deadline_seconds, "")
-    _number(election, "--retry-period-seconds", timings.retry_seconds, "")
+    _number(
+        election,
+        "--lease-duration-seconds",
+        timings.lease_seconds,
+        "how long a standby waits for a silent leader",
+    )
+    _number(
+        election,
+        "--renew-deadline-seconds",
+        timings.renew_deadline_seconds,
+        "a leader that could not renew for this long stops acting",
+    )
+    _number(
+        election, "--retry-period-seconds", timings.retry_seconds, "between tries to renew or take"
+    )
     parser.set_defaults(handler=run_controller)
 
 
 def _number(
     group: Any, flag: str, default: float, text: str, *, kind: type[float] | type[int] = float
 ) -> None:
-    help_text = f"{text} ({default:g})" if text else f"({default:g})"
-    group.add_argument(flag, type=kind, default=default, metavar="N", help=help_text)
+    group.add_argument(flag, type=kind, default=default, metavar="N", help=f"{text} ({default:g})")
 
 
 def run_controller(args: argparse.Namespace) -> int:

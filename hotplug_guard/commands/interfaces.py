@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hotplug_guard import kubeconfig
+from hotplug_guard.commands.helptext import FORMATTER, examples
 from hotplug_guard.errors import UsageError
 from hotplug_guard.virtualmachines import VMS, Object, Patched, Refused, VirtualMachines
 from policy.annotations import REQUEST, parse_request
@@ -46,6 +47,12 @@ def register(subparsers: Any) -> None:
         "template. On a running VM the webhook admits it as a hot plug and the controller "
         "completes it (`hotplug-guard status VM --watch` follows it); on a stopped VM it is "
         "there at the next start.",
+        formatter_class=FORMATTER,
+        epilog=examples(
+            "hotplug-guard add-interface fedora --name nic1 --nad net1 -n vms",
+            "# a NetworkAttachmentDefinition of another namespace, judged but not stored",
+            "hotplug-guard add-interface fedora --name nic2 --nad shared/vlan10 -n vms --dry-run",
+        ),
     )
     _common(add)
     add.add_argument(
@@ -63,6 +70,11 @@ def register(subparsers: Any) -> None:
         description="Set `state: absent` on the VM's interface: KubeVirt detaches it from the "
         "guest, the controller completes the unplug, and KubeVirt then removes the interface "
         "and its network from the VM.",
+        formatter_class=FORMATTER,
+        epilog=examples(
+            "hotplug-guard remove-interface fedora --name nic1 -n vms",
+            "hotplug-guard status fedora -n vms --watch",
+        ),
     )
     _common(remove)
     remove.set_defaults(handler=run_remove)

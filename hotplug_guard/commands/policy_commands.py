@@ -11,9 +11,10 @@ from typing import Any
 
 from hotplug_guard.cases import case_files, load_case, run_case
 from hotplug_guard.checking import CheckResult, PatchFailed, check
+from hotplug_guard.commands.helptext import FORMATTER, examples
 from hotplug_guard.errors import UsageError
 from hotplug_guard.files import default_config_text, load_policy_config
-from hotplug_guard.inputs import build_review, load_context, load_object, with_kubevirt_version
+from hotplug_guard.inputs import load_context, load_review, with_kubevirt_version
 from policy import CATALOGUE, Context
 
 EXIT_ALLOWED = 0
@@ -27,48 +28,122 @@ def register(subparsers: Any) -> None:
         help="judge a VirtualMachine change offline (mutate, then validate)",
         description="Judge a VirtualMachine change like the webhook would: run the mutation, "
         "apply its patch, then validate the result. Exit 0 allowed, 1 denied, 2 bad input.",
+        formatter_class=FORMATTER,
+        epilog=examples(
+            "hotplug-guard check --old examples/vm-running.yaml \\",
+            "    --new examples/vm-plug-bridge.yaml --context examples/context.yaml",
+            "hotplug-guard check --new examples/admission-review.json --output json",
+            "hotplug-guard check --old examples/vm-running.yaml \\",
+            "    --new examples/vm-plug-masquerade.yaml --kubevirt-version v1.9.0",
+        ),
     )
-    check_parser.add_argument("--new", required=True, type=Path, metavar="NEW.yaml")
-    check_parser.add_argument("--old", type=Path, metavar="OLD.yaml", help="omit for a CREATE")
-    check_parser.add_argument("--context", type=Path, metavar="CTX.yaml")
-    check_parser.add_argument("--config", type=Path, metavar="CFG.yaml")
+    check_parser.add_argument(
+        "--new",
+        required=True,
+        type=Path,
+        metavar="NEW.yaml",
+        help="the VirtualMachine as written (YAML or JSON), or an AdmissionReview of a "
+        "VirtualMachine CREATE or UPDATE, which brings the old object, user, dryRun and "
+        "operation itself",
+    )
+    check_parser.add_argument(
+        "--old",
+        type=Path,
+        metavar="OLD.yaml",
+        help="the VirtualMachine as stored before the change; omit for a CREATE",
+    )
+    check_parser.add_argument(
+        "--context",
+        type=Path,
+        metavar="CTX.yaml",
+        help="what the webhook would read from the cluster: vmi, networkAttachmentDefinitions "
+        "('namespace/name'), kubevirt (the KubeVirt CR), migrations; omitted: unknown",
+    )
+    check_parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="CFG.yaml",
+        help="policy config (only the keys it changes; `hotplug-guard config` prints the defaults)",
+    )
     check_parser.add_argument(
         "--kubevirt-version",
         metavar="VERSION",
         help="the KubeVirt release the cluster runs (e.g. v1.7.2); overrides the context's "
         "KubeVirt CR status, which is where the webhook reads it",
     )
-    check_parser.add_argument("--user", default="", metavar="NAME")
-    check_parser.add_argument("--group", action="append", default=[], metavar="G")
-    check_parser.add_argument("--dry-run", action="store_true")
-    check_parser.add_argument("--output", choices=("text", "json"), default="text")
+    check_parser.add_argument(
+        "--user",
+        default="",
+        metavar="NAME",
+        help="who makes the change, as kube-apiserver names them (exemptions apply)",
+    )
+    check_parser.add_argument(
+        "--group",
+        action="append",
+        default=[],
+        metavar="G",
+        help="a group of the user (repeatable)",
+    )
+    check_parser.add_argument(
+        "--dry-run", action="store_true", help="judge it as a server-side dry run"
+    )
+    check_parser.add_argument(
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help="text (default), or json: allowed, causes, warnings, audit, patch, object",
+    )
     check_parser.set_defaults(handler=run_check)
 
     test_parser = subparsers.add_parser(
         "test",
         help="run policy case files",
-        description="Run every *.yaml case file in DIR; exit 1 if any fails.",
+        description="Run policy case files (the format of the project's own suite) and print "
+        "PASS or FAIL for each; exit 1 if any fails.",
+        formatter_class=FORMATTER,
+        epilog=examples(
+            "hotplug-guard test examples/cases",
+            "hotplug-guard test examples/cases/plug-e1000-denied.yaml",
+        ),
     )
-    test_parser.add_argument("directory", type=Path, metavar="DIR")
+    test_parser.add_argument(
+        "paths",
+        nargs="+",
+        type=Path,
+        metavar="PATH",
+        help="a case file, or a directory: every *.yaml below it, subdirectories included",
+    )
     test_parser.set_defaults(handler=run_test)
 
-    config_parser = subparsers.add_parser("config", help="print the default policy config")
+    config_parser = subparsers.add_parser(
+        "config",
+        help="print the default policy config",
+        description="Print the shipped policy config with a comment on every key: the "
+        "starting point of a --config file (which only needs the keys it changes).",
+        formatter_class=FORMATTER,
+        epilog=examples("hotplug-guard config > policy.yaml"),
+    )
     config_parser.set_defaults(handler=run_config)
 
-    rules_parser = subparsers.add_parser("rules", help="list the rules and their defaults")
+    rules_parser = subparsers.add_parser(
+        "rules",
+        help="list the rules and their defaults",
+        description="List every rule: its id (the key under `rules:` in the policy config), "
+        "its default action and what it denies, and how that depends on the KubeVirt release.",
+        formatter_class=FORMATTER,
+        epilog=examples("hotplug-guard rules"),
+    )
     rules_parser.set_defaults(handler=run_rules)
 
 
 def run_check(args: argparse.Namespace) -> int:
     config = load_policy_config(args.config)
-    new = load_object(args.new)
-    old = load_object(args.old) if args.old is not None else None
+    review = load_review(
+        args.new, args.old, username=args.user, groups=tuple(args.group), dry_run=args.dry_run
+    )
     context = load_context(args.context) if args.context is not None else Context()
     if args.kubevirt_version is not None:
         context = with_kubevirt_version(context, args.kubevirt_version)
-    review = build_review(
-        new=new, old=old, username=args.user, groups=tuple(args.group), dry_run=args.dry_run
-    )
     try:
         result = check(review, context, config)
     except PatchFailed as error:
@@ -94,7 +169,7 @@ def render_text(result: CheckResult) -> str:
 
 def run_test(args: argparse.Namespace) -> int:
     passed = failed = 0
-    for path in case_files(args.directory):
+    for path in case_files(args.paths):
         try:
             outcome = run_case(load_case(path))
         except UsageError as error:
@@ -110,7 +185,7 @@ def run_test(args: argparse.Namespace) -> int:
                 print(f"      {failure}")
             failed += 1
     if passed + failed == 0:
-        raise UsageError(f"{args.directory}: no case files (*.yaml) found")
+        raise UsageError(f"{', '.join(map(str, args.paths))}: no case files (*.yaml) found")
     print(f"{passed} passed, {failed} failed")
     return EXIT_DENIED if failed else EXIT_ALLOWED
 

@@ -14,12 +14,14 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from certs import ServingFiles, ensure_local, record_expiry
 from certs.errors import CertificateSettingsError
 from hotplug_guard import kubeconfig
+from hotplug_guard.commands.helptext import FORMATTER, examples
 from hotplug_guard.errors import UsageError
 from hotplug_guard.files import load_policy_config
 from hotplug_guard.keys import ensure_local_keys, read_keys
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from webhook.tls import ServingContext
 
 DEFAULT_BIND = "127.0.0.1:8443"
+EXAMPLE_REVIEW = "admission-review.json"
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 EXPIRY_REFRESH_SECONDS = 60.0
 """How often each worker re-reads the certificate files for the expiry gauge."""
@@ -47,6 +50,14 @@ def register(subparsers: Any) -> None:
         "gunicorn. Without --cert-dir a local CA and a certificate for localhost are created "
         "in the user's state directory; without --kubeconfig or --in-cluster the webhook runs "
         "offline (no cluster context).",
+        formatter_class=FORMATTER,
+        epilog=examples(
+            "hotplug-guard serve                  # offline, a local CA, https://127.0.0.1:8443",
+            "hotplug-guard serve --kubeconfig ~/.kube/config --signing-keys ./keys",
+            "# as the chart runs it:",
+            "hotplug-guard serve --bind 0.0.0.0:8443 --cert-dir /tls \\",
+            "    --config /config/policy.yaml --signing-keys /signing --in-cluster",
+        ),
     )
     parser.add_argument("--config", type=Path, metavar="CFG.yaml", help="policy config file")
     parser.add_argument(
@@ -227,7 +238,16 @@ def _announce(files: ServingFiles, *, host: str, port: int, cluster: bool) -> No
     print(f"hotplug-guard webhook on https://{shown}:{port} ({mode})")
     if files.ca.is_file():
         print(f"CA certificate: {files.ca}")
-        print(
-            f"try: curl --cacert {files.ca} -H 'Content-Type: application/json' "
-            f"--data @review.json https://{shown}:{port}/validate"
-        )
+        review = example_review()
+        if not cluster and review is not None:
+            print(
+                f"try: curl --cacert {files.ca} -H 'Content-Type: application/json' "
+                f"--data @{review} https://{shown}:{port}/mutate"
+            )
+
+
+def example_review() -> Path | None:
+    """The AdmissionReview shipped for trying the webhook out (a user's hot plug of a running
+    VM; the same as examples/admission-review.json), where it is a plain file."""
+    shipped = resources.files("hotplug_guard").joinpath(EXAMPLE_REVIEW)
+    return shipped if isinstance(shipped, Path) and shipped.is_file() else None

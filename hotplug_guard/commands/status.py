@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from hotplug_guard import kubeconfig
+from hotplug_guard.commands.helptext import FORMATTER, examples
 from hotplug_guard.errors import UsageError
 from hotplug_guard.virtualmachines import VMIS, VMS, Object, Refused, VirtualMachines
 from policy.annotations import REQUEST, STATUS, parse_request, parse_status
@@ -39,6 +40,12 @@ def register(subparsers: Any) -> None:
         "the controller reports (Pending, Waiting, Migrating, Succeeded, Failed, Skipped), its "
         "migration, and the VMI's interfaces with MAC, IPs and infoSource (`domain`: the guest "
         "has the NIC).",
+        formatter_class=FORMATTER,
+        epilog=examples(
+            "hotplug-guard status fedora -n vms --watch",
+            "hotplug-guard status -A",
+            "hotplug-guard status -n vms -o json",
+        ),
     )
     parser.add_argument("vm", nargs="?", metavar="VM", help="one VirtualMachine (default: all)")
     scope = parser.add_mutually_exclusive_group()
@@ -46,7 +53,13 @@ def register(subparsers: Any) -> None:
     scope.add_argument(
         "-A", "--all-namespaces", action="store_true", help="every namespace (no VM argument)"
     )
-    parser.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=("table", "json", "yaml"),
+        default="table",
+        help="table (default), or JSON or YAML objects",
+    )
     parser.add_argument(
         "-w", "--watch", action="store_true", help="print a VM's entry again when it changes"
     )

@@ -7,6 +7,7 @@ import pytest
 from tests.chart.manifests import Release, render
 
 CERT_MANAGER = {"certs": {"mode": "cert-manager"}}
+SERVICE_CA = {"certs": {"mode": "openshift-service-ca"}, "openshift": True}
 
 
 @pytest.fixture(scope="session")
@@ -17,3 +18,8 @@ def default_release() -> Release:
 @pytest.fixture(scope="session")
 def cert_manager_release() -> Release:
     return render(CERT_MANAGER)
+
+
+@pytest.fixture(scope="session")
+def service_ca_release() -> Release:
+    return render(SERVICE_CA)

@@ -6,6 +6,7 @@ should follow the release can pass by matching the chart's own name.
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -32,6 +33,18 @@ CLUSTER_SCOPED = frozenset(
         "ValidatingWebhookConfiguration",
     }
 )
+
+
+# where each workload kind keeps its pod spec
+POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
+    "Pod": ("spec",),
+    "Deployment": ("spec", "template", "spec"),
+    "ReplicaSet": ("spec", "template", "spec"),
+    "StatefulSet": ("spec", "template", "spec"),
+    "DaemonSet": ("spec", "template", "spec"),
+    "Job": ("spec", "template", "spec"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +94,16 @@ class Release:
         return found[0]
 
     def pods(self) -> list[Manifest]:
-        return [d["spec"]["template"]["spec"] for d in self.all("Deployment")]
+        """The spec of every pod the release renders, whatever workload kind holds it."""
+        found = []
+        for item in self.objects:
+            path = POD_SPEC_PATHS.get(item["kind"])
+            if path is not None:
+                spec = item
+                for key in path:
+                    spec = spec[key]
+                found.append(spec)
+        return found
 
     def container(self, name: str) -> Manifest:
         found = [c for pod in self.pods() for c in containers(pod) if c["name"] == name]
@@ -110,6 +132,18 @@ def render(
             continue
         objects.extend(doc for doc in yaml.safe_load_all(text) if doc is not None)
     return Release(objects=tuple(objects), notes=notes)
+
+
+def merged(base: Mapping[str, Any], *layers: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with each layer merged in, maps recursively (as Helm merges values files)."""
+    result = copy.deepcopy(dict(base))
+    for layer in layers:
+        for key, value in layer.items():
+            if isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
+                result[key] = merged(result[key], value)
+            else:
+                result[key] = copy.deepcopy(value)
+    return result
 
 
 def containers(pod: Mapping[str, Any]) -> Iterator[Manifest]:

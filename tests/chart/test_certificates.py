@@ -1,7 +1,9 @@
-"""cert-manager mode's CA chain and the ServiceMonitor, checked by hand.
+"""cert-manager mode's CA chain, the service CA's annotations and the ServiceMonitor.
 
-kubernetes-validate has no schemas for these CRD kinds (test_render.py skips them
-by name), so the fields that decide whether they work are asserted here.
+kubernetes-validate has no schemas for the CRD kinds (test_render.py skips them
+by name) and knows nothing of OpenShift's annotations, so the fields that decide
+whether they work are asserted here; tests/e2e/test_openshift.py plays the service
+CA on a real API server.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import pytest
 
 from certs.names import service_hosts
 from hotplug_guard.cli import build_parser
-from tests.chart.manifests import FULLNAME, NAMESPACE, Manifest, Release, render
+from tests.chart.manifests import FULLNAME, NAMESPACE, Manifest, Release, mount_path, render
 from webhook.app import parse_duration
 
 CERT_MANAGER_KINDS = {"Issuer", "Certificate"}
@@ -76,15 +78,60 @@ def test_certificates_renew_well_before_they_expire(cert_manager_release: Releas
 
 
 def test_self_managed_mode_renders_no_cert_manager_objects_and_no_certificate_secret(
-    default_release: Release, cert_manager_release: Release
+    default_release: Release, cert_manager_release: Release, service_ca_release: Release
 ) -> None:
     assert not default_release.kinds() & CERT_MANAGER_KINDS
-    # the Secret is written by `certs ensure` or cert-manager; Helm would overwrite it
-    for release in (default_release, cert_manager_release):
+    assert not service_ca_release.kinds() & CERT_MANAGER_KINDS
+    # the Secret is written by `certs ensure`, cert-manager or the service CA; Helm would
+    # overwrite it
+    for release in (default_release, cert_manager_release, service_ca_release):
         assert [s["metadata"]["name"] for s in release.all("Secret")] == [f"{FULLNAME}-signing"]
 
 
-@pytest.mark.parametrize("mode", ["self-managed", "cert-manager"])
+def test_the_service_ca_issues_for_the_service_into_the_secret_the_pod_mounts(
+    service_ca_release: Release,
+) -> None:
+    service = service_ca_release.one("Service", FULLNAME)
+    secret = service["metadata"]["annotations"][
+        "service.beta.openshift.io/serving-cert-secret-name"
+    ]
+    assert secret == f"{FULLNAME}-tls"
+    pod = service_ca_release.deployment_pod()
+    tls = next(v for v in pod["volumes"] if v["name"] == "tls")["projected"]
+    # the service CA's Secret holds tls.crt (its certificate, then the CA) and tls.key, no
+    # ca.crt: the bundle comes from the ConfigMap it injects, into the same directory
+    [from_secret, from_config_map] = tls["sources"]
+    assert from_secret["secret"] == {
+        "name": secret,
+        "items": [{"key": "tls.crt", "path": "tls.crt"}, {"key": "tls.key", "path": "tls.key"}],
+    }
+    config_map = service_ca_release.one("ConfigMap", f"{FULLNAME}-ca")
+    assert config_map["metadata"]["annotations"] == {
+        "service.beta.openshift.io/inject-cabundle": "true"
+    }
+    assert "data" not in config_map  # the service CA's to write; Helm would blank it
+    assert from_config_map["configMap"] == {
+        "name": config_map["metadata"]["name"],
+        "items": [{"key": "service-ca.crt", "path": "ca.crt"}],
+    }
+    assert tls["defaultMode"] == 0o440
+    server = service_ca_release.container("webhook")
+    args = build_parser().parse_args(server["args"])
+    assert args.cert_dir == mount_path(server, "tls")
+
+
+def test_the_service_ca_mode_runs_no_certificate_pod(service_ca_release: Release) -> None:
+    deployments = {d["metadata"]["name"] for d in service_ca_release.all("Deployment")}
+    assert deployments == {FULLNAME, f"{FULLNAME}-controller"}
+    assert [c["name"] for c in service_ca_release.deployment_pod()["containers"]] == ["webhook"]
+    accounts = {a["metadata"]["name"] for a in service_ca_release.all("ServiceAccount")}
+    assert accounts == {
+        service_ca_release.deployment_pod()["serviceAccountName"],
+        service_ca_release.controller_pod()["serviceAccountName"],
+    }
+
+
+@pytest.mark.parametrize("mode", ["self-managed", "cert-manager", "openshift-service-ca"])
 def test_service_monitor_scrapes_the_metrics_service_over_verified_tls(mode: str) -> None:
     release = render(
         {
@@ -115,6 +162,10 @@ def test_service_monitor_scrapes_the_metrics_service_over_verified_tls(mode: str
         assert tls["ca"] == {"configMap": {"name": f"{FULLNAME}-ca", "key": "ca.crt"}}
         certs = parsed_certs_args(release)
         assert certs.ca_configmap == f"{FULLNAME}-ca"
+    elif mode == "openshift-service-ca":
+        # the ConfigMap the service CA injects its bundle into
+        assert tls["ca"] == {"configMap": {"name": f"{FULLNAME}-ca", "key": "service-ca.crt"}}
+        release.one("ConfigMap", f"{FULLNAME}-ca")
     else:
         # cert-manager's serving Secret holds the serving pair and ca.crt, no CA key
         assert tls["ca"] == {"secret": {"name": f"{FULLNAME}-tls", "key": "ca.crt"}}

@@ -6,19 +6,23 @@ import argparse
 import base64
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
-from helm_python import HelmRenderError
+from helm_python import HelmRenderError, HelmValuesError
 
 from hotplug_guard.cli import build_parser
 from hotplug_guard.errors import UsageError
+from tests.chart import scc
 from tests.chart.manifests import (
     FULLNAME,
     NAMESPACE,
     ROOT,
     Manifest,
     Release,
+    chart,
     containers,
+    merged,
     mount_path,
     render,
 )
@@ -37,13 +41,38 @@ def parsed(container: Manifest) -> argparse.Namespace:
         pytest.fail(f"{container['name']}: the CLI rejects {container['args']}")
 
 
-@pytest.mark.parametrize("mode", ["self-managed", "cert-manager"])
-def test_every_pod_meets_the_restricted_pod_security_standard(mode: str) -> None:
-    for pod in render({"certs": {"mode": mode}}).pods():
-        check_restricted(pod)
+# every certificate mode on each platform, with each option that changes the pods
+PLATFORMS: dict[str, dict[str, Any]] = {
+    "kubernetes": {"openshift": False},
+    "openshift": {"openshift": True},
+}
+MODES: dict[str, dict[str, Any]] = {
+    mode: {"certs": {"mode": mode}}
+    for mode in ("self-managed", "cert-manager", "openshift-service-ca")
+}
+OPTIONS: tuple[dict[str, Any], ...] = (
+    {},
+    {"metrics": {"serviceMonitor": {"enabled": True}}},
+    {"serve": {"clusterContext": False}},
+)
+
+
+def renders(platform: str) -> list[Release]:
+    """The chart on `platform` in every certificate mode, with each option."""
+    base = PLATFORMS[platform]
+    return [render(merged(base, mode, extra)) for mode in MODES.values() for extra in OPTIONS]
+
+
+@pytest.mark.parametrize("platform", sorted(PLATFORMS))
+def test_every_pod_meets_the_restricted_pod_security_standard(platform: str) -> None:
+    for release in renders(platform):
+        assert release.pods()
+        for pod in release.pods():
+            check_restricted(pod)
 
 
 def check_restricted(pod: Manifest) -> None:
+    """Kubernetes' restricted Pod Security Standard, and a read-only root filesystem."""
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert "hostNetwork" not in pod
@@ -55,7 +84,6 @@ def check_restricted(pod: Manifest) -> None:
     for container in containers(pod):
         security = container["securityContext"]
         assert security["runAsNonRoot"] is True
-        assert security["runAsUser"] == pod["securityContext"]["runAsUser"] == 65532
         assert security["allowPrivilegeEscalation"] is False
         assert security["readOnlyRootFilesystem"] is True
         assert security["privileged"] is False
@@ -64,6 +92,73 @@ def check_restricted(pod: Manifest) -> None:
         assert "ports" not in container or all(
             p["containerPort"] > 1024 for p in container["ports"]
         )
+
+
+def test_on_kubernetes_every_pod_runs_as_the_images_numeric_user() -> None:
+    """65532 is the image's USER (numeric, so that runAsNonRoot can check it)."""
+    for release in renders("kubernetes"):
+        for pod in release.pods():
+            assert [pod["securityContext"][key] for key in scc.IDENTITIES] == [65532] * 3
+            # set once, for the pod: no container sets its own
+            assert scc.fixed_identities({**pod, "securityContext": {}}) == set()
+
+
+def test_on_openshift_every_pod_is_admitted_by_restricted_v2() -> None:
+    for release in renders("openshift"):
+        for pod in release.pods():
+            assert scc.violations(pod) == []
+            assert scc.fixed_identities(pod) == set()
+
+
+def test_restricted_v2_refuses_the_pods_rendered_for_plain_kubernetes(
+    default_release: Release,
+) -> None:
+    """Guards the test above: the fixed IDs of plain Kubernetes are what OpenShift refuses."""
+    for pod in default_release.pods():
+        found = scc.violations(pod)
+        assert "pod: runAsUser 65532 is not in the namespace's range 1000680000/10000" in found
+        assert "fsGroup 65532: not in the namespace's range 1000680000/10000" in found
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"hostNetwork": True}, "hostNetwork: not allowed"),
+        ({"volumes": [{"name": "h", "hostPath": {"path": "/"}}]}, "volume h: hostPath"),
+        ({"securityContext": {"seccompProfile": {"type": "Unconfined"}}}, "seccomp profile"),
+        ({"securityContext": {"seLinuxOptions": {"level": "s0:c1,c2"}}}, "seLinuxOptions"),
+    ],
+)
+def test_restricted_v2_refuses_host_access_and_other_profiles(
+    change: dict[str, Any], expected: str
+) -> None:
+    pod = {**render({"openshift": True}).deployment_pod(), **change}
+    assert any(expected in violation for violation in scc.violations(pod))
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"privileged": True}, "privileged containers"),
+        ({"allowPrivilegeEscalation": True}, "allowPrivilegeEscalation"),
+        ({"capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN"]}}, "capabilities ['NET_ADMIN']"),
+        ({"runAsUser": 0}, "runAsUser 0"),
+    ],
+)
+def test_restricted_v2_refuses_privileged_containers(change: dict[str, Any], expected: str) -> None:
+    pod = render({"openshift": True}).deployment_pod()
+    [container] = pod["containers"]
+    container["securityContext"] = {**container["securityContext"], **change}
+    assert any(expected in violation for violation in scc.violations(pod))
+
+
+def test_openshift_is_true_false_or_auto() -> None:
+    assert chart().values["openshift"] == "auto"
+    # offline, auto sees no OpenShift API (the real detection: tests/e2e/test_openshift.py)
+    assert render().deployment_pod()["securityContext"]["runAsUser"] == 65532
+    assert render({"openshift": False}).deployment_pod()["securityContext"]["runAsUser"] == 65532
+    with pytest.raises(HelmValuesError, match="openshift"):
+        render({"openshift": "yes"})
 
 
 def test_every_container_has_requests_and_a_memory_limit(default_release: Release) -> None:
@@ -166,7 +261,6 @@ def test_the_server_mounts_the_serving_certificate_but_never_the_ca_key(mode: st
     # directory as its own local CA (which it does when ca.key is there)
     assert [item["path"] for item in tls["secret"]["items"]] == ["ca.crt", "tls.crt", "tls.key"]
     assert tls["secret"]["defaultMode"] == 0o440  # group-readable through fsGroup
-    assert pod["securityContext"]["fsGroup"] == 65532
     server = release.container("webhook")
     assert parsed(server).cert_dir == mount_path(server, "tls")
     assert next(m for m in server["volumeMounts"] if m["name"] == "tls")["readOnly"] is True

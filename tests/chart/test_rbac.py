@@ -104,6 +104,15 @@ def test_cert_manager_install_grants_no_secret_or_webhook_configuration_access(
     }
 
 
+def test_service_ca_install_grants_no_secret_or_webhook_configuration_access(
+    service_ca_release: Release,
+) -> None:
+    assert roles(service_ca_release) == {
+        ("ClusterRole", f"{FULLNAME}-webhook"): WEBHOOK_RULES,
+        **CONTROLLER_ROLES,
+    }
+
+
 def test_offline_server_with_cert_manager_needs_no_rbac_and_no_token() -> None:
     release = render(
         {"serve": {"clusterContext": False}, "controller": {"enabled": False}, **CERT_MANAGER}

@@ -10,7 +10,7 @@ import helm_python
 import kubernetes_validate  # type: ignore[import-untyped]  # ships no type information
 import pytest
 
-from tests.chart.conftest import CERT_MANAGER
+from tests.chart.conftest import CERT_MANAGER, SERVICE_CA
 from tests.chart.manifests import (
     CHART,
     CLUSTER_SCOPED,
@@ -53,6 +53,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "policy": {"exemptions": {"groups": ["system:masters"]}},
     },
     "offline": {"serve": {"clusterContext": False}, **CERT_MANAGER},
+    "openshift-service-ca": {**SERVICE_CA, "metrics": {"serviceMonitor": {"enabled": True}}},
 }
 
 
@@ -235,7 +236,7 @@ def test_the_shipped_values_pass_the_schema() -> None:
 
 
 def test_notes_say_what_was_installed_and_how_to_check_it(
-    default_release: Release, cert_manager_release: Release
+    default_release: Release, cert_manager_release: Release, service_ca_release: Release
 ) -> None:
     notes = default_release.notes
     assert f"namespace {NAMESPACE}" in notes
@@ -245,6 +246,13 @@ def test_notes_say_what_was_installed_and_how_to_check_it(
     assert "certs-init" in notes
     assert f"get certificate {FULLNAME}-serving" in cert_manager_release.notes
     assert "certs-init" not in cert_manager_release.notes
+    service_ca = service_ca_release.notes
+    assert (
+        f"OpenShift's service CA writes Secret {FULLNAME}-tls for Service {FULLNAME}" in service_ca
+    )
+    assert f"oc -n {NAMESPACE} get secret {FULLNAME}-tls" in service_ca
+    assert "kubectl" not in service_ca  # on OpenShift, its own CLI
+    assert "certs-init" not in service_ca
     excluded = re.search(r"not reviewed: (.*)", notes)
     assert excluded is not None
     assert excluded.group(1) == f"{NAMESPACE}, kube-system"

@@ -179,6 +179,15 @@ def test_cert_manager_mode_injects_the_serving_certificate_ca_into_both() -> Non
         assert annotations == {"cert-manager.io/inject-ca-from": f"{NAMESPACE}/{certificate}"}
 
 
+def test_service_ca_mode_asks_openshift_to_inject_its_bundle_into_both(
+    service_ca_release: Release,
+) -> None:
+    for kind in (MUTATING, VALIDATING):
+        annotations = service_ca_release.one(kind)["metadata"]["annotations"]
+        assert annotations == {"service.beta.openshift.io/inject-cabundle": "true"}
+        assert "caBundle" not in webhook(service_ca_release, kind)["clientConfig"]
+
+
 def test_both_webhooks_differ_only_in_name_path_and_failure_handling(
     default_release: Release,
 ) -> None:

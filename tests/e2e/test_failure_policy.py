@@ -12,6 +12,7 @@ from tests.e2e import servers
 from tests.e2e.cluster import REQUEST, Cluster, annotations_of, interfaces, plug_ops
 from tests.kube import release
 from tests.kube.controlplane import ControlPlane
+from tests.webhook.service import free_port
 
 
 @pytest.mark.parametrize(
@@ -98,3 +99,39 @@ def wait_for_timeouts(cluster: Cluster) -> None:
         cluster.patch("fedora", plug_ops("nic1", "net1"), "--dry-run=server").stderr
     ):
         assert time.monotonic() < deadline, "the re-registered webhooks were never called"
+
+
+def test_a_plug_the_mutating_webhook_missed_is_admitted_with_why_and_what_to_do(
+    control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    """Mutating unreachable (it fails open), validating up: kubectl shows the cause and step."""
+    with release.deployed(control_plane, tmp_path) as guard:
+        cluster = Cluster(control_plane, guard, guard.namespace_for_tests("missed"))
+        cluster.nad("net1")
+        cluster.running_vm("fedora")
+        mutating = [(k, n) for k, n in guard.webhooks if k == "MutatingWebhookConfiguration"]
+        control_plane.delete_webhooks(mutating)
+        guard.webhooks = [w for w in guard.webhooks if w not in mutating]
+        guard.webhooks += control_plane.register_webhooks(
+            guard.rendered.all("MutatingWebhookConfiguration"),
+            base_url=f"https://127.0.0.1:{free_port()}",  # nothing listens there
+            ca_bundle=(guard.volume("tls") / "ca.crt").read_bytes(),
+        )
+        warning = (
+            "Warning: guarded-annotations: no request for this hot plug: the mutating webhook "
+            "did not answer (it fails open); migrate the VM"
+        )
+        deadline = time.monotonic() + 15
+        while warning not in (
+            cluster.patch("fedora", plug_ops("nic1", "net1"), "--dry-run=server").stderr
+        ):
+            assert time.monotonic() < deadline, "kube-apiserver kept calling the mutating webhook"
+            time.sleep(0.2)
+
+        done = cluster.patch("fedora", plug_ops("nic1", "net1"))
+
+    assert done.returncode == 0, done.stderr
+    assert warning in done.stderr
+    stored = cluster.vm("fedora")
+    assert "nic1" in interfaces(stored)
+    assert REQUEST not in annotations_of(stored)

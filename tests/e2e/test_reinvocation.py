@@ -74,6 +74,7 @@ def test_a_later_mutation_reinvokes_hotplug_guard_whose_patch_stays_the_same(
             wait_for_macs(cluster)
             cluster.running_vm("fedora")
             before = {endpoint: guard.reviews(endpoint) for endpoint in ("mutate", "validate")}
+            logged = fedora_mutations(guard, count=int(before["mutate"]))
             done = cluster.patch("fedora", plug_ops("nic1", "net1"))
             after = {endpoint: guard.reviews(endpoint) for endpoint in ("mutate", "validate")}
         finally:
@@ -86,12 +87,17 @@ def test_a_later_mutation_reinvokes_hotplug_guard_whose_patch_stays_the_same(
     # reinvoked once after the MAC pool changed the object, then validated once
     assert after["mutate"] - before["mutate"] == 2
     assert after["validate"] - before["validate"] == 1
-    mutations = [
-        entry
-        for entry in guard.server.json_logs()  # type: ignore[union-attr]
-        if entry.get("endpoint") == "mutate" and entry.get("vm", "").endswith("/fedora")
-    ][-2:]
+    mutations = fedora_mutations(guard, count=int(after["mutate"]))[len(logged) :]
     assert [entry["patched"] for entry in mutations] == [True, False]  # idempotent
+
+
+def fedora_mutations(guard: Release, *, count: int) -> list[dict[str, Any]]:
+    """The mutating review lines of VM `fedora`, once `count` mutating reviews are logged."""
+    logged = guard.server.wait_for_logs(  # type: ignore[union-attr]
+        lambda entry: entry.get("message") == "review" and entry.get("endpoint") == "mutate",
+        count=count,
+    )
+    return [entry for entry in logged if str(entry.get("vm", "")).endswith("/fedora")]
 
 
 def wait_for_macs(cluster: Cluster) -> None:

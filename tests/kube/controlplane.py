@@ -436,18 +436,28 @@ class ControlPlane:
             if self.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name) is None:
                 self.create(definition)
         for definition in definitions:
-            self._wait_served(definition)
+            self.wait_served(definition)
         self._crds_installed = True
 
-    def _wait_served(self, definition: Mapping[str, Any]) -> None:
+    def wait_served(self, definition: Mapping[str, Any]) -> None:
+        """Until the API server serves the CRD's storage version, and its discovery says so
+        (discovery follows a moment later, and the dynamic client finds resources there)."""
         spec = definition["spec"]
         storage = next(v["name"] for v in spec["versions"] if v.get("storage"))
-        path = f"/apis/{spec['group']}/{storage}/{spec['names']['plural']}"
+        plural = spec["names"]["plural"]
+        path = f"/apis/{spec['group']}/{storage}/{plural}"
         deadline = time.monotonic() + READY_SECONDS
-        while self.raw("GET", path) != 200:
+        while self.raw("GET", path) != 200 or not self._discovered(spec["group"], storage, plural):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{path} is not served after {READY_SECONDS}s")
             time.sleep(0.1)
+
+    def _discovered(self, group: str, version: str, plural: str) -> bool:
+        try:
+            self.resource(f"{group}/{version}", plural=plural)
+        except kubernetes.dynamic.exceptions.ResourceNotFoundError:
+            return False
+        return True
 
     # --- webhooks -------------------------------------------------------------------------------
 

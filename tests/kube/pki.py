@@ -54,7 +54,7 @@ class Authority:
     def pem(self) -> bytes:
         return self.certificate.public_bytes(serialization.Encoding.PEM)
 
-    def serving(self, name: str, *, hosts: tuple[str, ...]) -> Pair:
+    def serving(self, name: str, *, hosts: tuple[str, ...], lifetime: timedelta = LIFETIME) -> Pair:
         """A server certificate for `hosts` (IP addresses or DNS names)."""
         names: list[x509.GeneralName] = []
         for host in hosts:
@@ -66,7 +66,7 @@ class Authority:
             x509.SubjectAlternativeName(names),
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
         ]
-        return self._issue(name, x509.Name([_cn(name)]), extensions)
+        return self._issue(name, x509.Name([_cn(name)]), extensions, lifetime=lifetime)
 
     def client(self, name: str, *, user: str, groups: tuple[str, ...] = ()) -> Pair:
         """A client certificate: kube-apiserver takes CN as the user name and O as groups."""
@@ -77,11 +77,16 @@ class Authority:
         return self._issue(name, subject, extensions)
 
     def _issue(
-        self, name: str, subject: x509.Name, extensions: Sequence[x509.ExtensionType]
+        self,
+        name: str,
+        subject: x509.Name,
+        extensions: Sequence[x509.ExtensionType],
+        *,
+        lifetime: timedelta = LIFETIME,
     ) -> Pair:
         key = ec.generate_private_key(ec.SECP256R1())
         builder = (
-            _builder(subject, key.public_key())
+            _builder(subject, key.public_key(), lifetime=lifetime)
             .issuer_name(self.certificate.subject)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(_usage(signing=False), critical=True)
@@ -111,7 +116,9 @@ def _cn(name: str) -> x509.NameAttribute[str]:
     return x509.NameAttribute(NameOID.COMMON_NAME, name)
 
 
-def _builder(subject: x509.Name, public_key: object) -> x509.CertificateBuilder:
+def _builder(
+    subject: x509.Name, public_key: object, *, lifetime: timedelta = LIFETIME
+) -> x509.CertificateBuilder:
     now = datetime.now(UTC)
     return (
         x509.CertificateBuilder()
@@ -119,7 +126,7 @@ def _builder(subject: x509.Name, public_key: object) -> x509.CertificateBuilder:
         .public_key(public_key)  # type: ignore[arg-type]
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + LIFETIME)
+        .not_valid_after(now + lifetime)
     )
 
 

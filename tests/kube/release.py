@@ -1,12 +1,13 @@
 """A hotplug-guard release on the control plane: the chart rendered by Helm, its pods run locally.
 
 `deployed(plane, directory, values)` renders the chart, creates what it renders
-for the API server (ServiceAccounts, RBAC, the signing-key Secret, the policy
-ConfigMap, both webhook configurations pointed at `https://127.0.0.1:PORT/<path>`
-as envtest registers webhooks), then runs the pods' containers as local
-processes with their own command lines from the render: the certs pod's
-`certs ensure --once` init container (which creates the serving Secret and
-writes the caBundle into both configurations) and the webhook pod's `serve`,
+for the API server (the Service, ServiceAccounts, RBAC, the signing-key Secret,
+the policy ConfigMap, both webhook configurations pointed at
+`https://127.0.0.1:PORT/<path>` as envtest registers webhooks), then runs the pods'
+containers as local processes with their own command lines from the render: the
+certs pod's `certs ensure --once` init container (which creates the serving Secret
+and writes the caBundle into both configurations; with certs.mode=openshift-service-ca
+the service CA simulator of `tests/kube/serviceca.py` does) and the webhook pod's `serve`,
 each authenticated with a real token of its pod's ServiceAccount, so the chart's
 RBAC is what they get. Controller replicas start on request (`start_controller`),
 as the controller pod's command with a token of its ServiceAccount. Only what a
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import copy
 import os
 import secrets
 import subprocess
@@ -40,16 +40,18 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from certs.directory import write_atomic
 from tests.chart.manifests import Release as Rendered
-from tests.chart.manifests import containers, render
+from tests.chart.manifests import containers, merged, render
 from tests.kube import kubevirt
 from tests.kube.controlplane import ControlPlane
 from tests.kube.kubevirt import virtual_machine
+from tests.kube.serviceca import SERVING_CERT_SECRET, ServiceCA
 from tests.webhook import service
 from tests.webhook.service import Service, free_port
 
 SELECTOR_KEY = "hotplug-guard.test/release"
 # what the render holds for the API server, besides the pods and webhook configurations
 CREATED_KINDS = (
+    "Service",
     "ServiceAccount",
     "ClusterRole",
     "ClusterRoleBinding",
@@ -64,17 +66,6 @@ ACTIVE_SECONDS = 30.0
 Manifest = dict[str, Any]
 
 
-def merged(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    """`base` with `extra` merged in, maps recursively (as Helm merges values files)."""
-    result = copy.deepcopy(dict(base))
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
-            result[key] = merged(result[key], value)
-        else:
-            result[key] = copy.deepcopy(value)
-    return result
-
-
 @dataclass(slots=True)
 class Release:
     """One deployed release; see the module documentation."""
@@ -87,6 +78,7 @@ class Release:
     port: int
     kubeconfigs: dict[str, Path] = field(default_factory=dict)  # by ServiceAccount
     server: Service | None = None
+    service_ca: ServiceCA | None = None  # certs.mode=openshift-service-ca
     webhooks: list[tuple[str, str]] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  # for the containers' processes
     replicas: list[Replica] = field(default_factory=list)
@@ -318,23 +310,34 @@ class Replica:
 
 
 def _project(plane: ControlPlane, namespace: str, spec: Mapping[str, Any], target: Path) -> None:
-    """Write a Secret's or ConfigMap's keys (its `items`, if listed) as files, as a kubelet does."""
-    if "secret" in spec:
-        source = spec["secret"]
-        found = plane.get("v1", "Secret", source["secretName"], namespace=namespace)
-        data = {k: base64.b64decode(v) for k, v in ((found or {}).get("data") or {}).items()}
-    elif "configMap" in spec:
-        source = spec["configMap"]
-        found = plane.get("v1", "ConfigMap", source["name"], namespace=namespace)
-        data = {k: v.encode() for k, v in ((found or {}).get("data") or {}).items()}
+    """Write the keys of a volume's Secrets and ConfigMaps (their `items`, if listed) as files,
+    as a kubelet does; a projected volume gathers several into one directory."""
+    if "projected" in spec:
+        sources = spec["projected"]["sources"]
+        mode = spec["projected"].get("defaultMode", 0o644)
+    elif "secret" in spec or "configMap" in spec:
+        sources = [spec]
+        mode = (spec.get("secret") or spec["configMap"]).get("defaultMode", 0o644)
     else:
         return  # an emptyDir: the directory is all
-    if found is None:
-        raise RuntimeError(f"volume {spec['name']}: its source does not exist yet")
-    items = source.get("items") or [{"key": key, "path": key} for key in sorted(data)]
-    mode = source.get("defaultMode", 0o644) | 0o600  # this process must read what it wrote
-    for item in items:
-        write_atomic(target / item["path"], data[item["key"]], mode=mode & 0o777)
+    for source in sources:
+        if "secret" in source:
+            reference = source["secret"]
+            name = reference.get("secretName") or reference["name"]
+            found = plane.get("v1", "Secret", name, namespace=namespace)
+            data = {k: base64.b64decode(v) for k, v in ((found or {}).get("data") or {}).items()}
+        else:
+            reference = source["configMap"]
+            found = plane.get("v1", "ConfigMap", reference["name"], namespace=namespace)
+            data = {k: v.encode() for k, v in ((found or {}).get("data") or {}).items()}
+        if found is None:
+            raise RuntimeError(f"volume {spec['name']}: its source does not exist yet")
+        items = reference.get("items") or [{"key": key, "path": key} for key in sorted(data)]
+        for item in items:
+            if item["key"] not in data:
+                raise RuntimeError(f"volume {spec['name']}: no key {item['key']} in its source yet")
+            # | 0600: this process must read what it wrote
+            write_atomic(target / item["path"], data[item["key"]], mode=(mode | 0o600) & 0o777)
 
 
 def deploy(
@@ -381,15 +384,26 @@ def deploy(
         ca_bundle=None,
     )
     try:
-        init = release.run("certs-init")
-        if init.returncode != 0:
-            raise RuntimeError(f"certs-init failed:\n{init.stdout}\n{init.stderr}")
+        _issue_certificates(release)
         release.start_server()
         release.wait_until_called()
     except BaseException:
         remove(release)
         raise
     return release
+
+
+def _issue_certificates(release: Release) -> None:
+    """What the release's certs.mode has issue the serving certificate: the certs pod's init
+    container (`certs ensure --once`), or OpenShift's service CA (simulated)."""
+    service = release.rendered.one("Service", release.fullname)
+    if SERVING_CERT_SECRET in (service["metadata"].get("annotations") or {}):
+        release.service_ca = ServiceCA(release.plane, release.directory / "service-ca")
+        release.service_ca.sync(release.namespace)
+        return
+    init = release.run("certs-init")
+    if init.returncode != 0:
+        raise RuntimeError(f"certs-init failed:\n{init.stdout}\n{init.stderr}")
 
 
 def remove(release: Release) -> None:

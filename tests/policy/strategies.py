@@ -5,7 +5,17 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from hypothesis import settings
 from hypothesis import strategies as st
+
+
+def examples(count: int) -> int:
+    """`count` examples under hypothesis' default profile (100), in proportion under another.
+
+    The mutation run's profile (tests/policy/conftest.py) draws a tenth as many.
+    """
+    return max(1, count * settings().max_examples // 100)
+
 
 JSON: st.SearchStrategy[Any] = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),

@@ -10,9 +10,12 @@ from hypothesis import strategies as st
 
 from policy.annotations import (
     HotplugRequest,
+    HotplugStatus,
     Ledger,
+    Phase,
     parse_ledger,
     parse_request,
+    parse_status,
     render_ledger,
     render_request,
     request_id,
@@ -92,3 +95,47 @@ def test_request_id_is_stable_across_releases() -> None:
         request_id("uid-1", [("nic1", False), ("default", False)])
         == hashlib.sha256(b'["uid-1",[["default",false],["nic1",false]]]').hexdigest()[:16]
     )
+
+
+def test_a_boot_count_of_zero_is_recorded() -> None:
+    # a VMI can boot without interfaces (autoattachPodInterface: false)
+    ledger = parse_ledger(compact({"vmi": "u", "interfaces": [], "booted": 0}))
+    assert ledger == Ledger(vmi="u", booted=0)
+
+
+def test_status_reads_every_field_the_controller_writes() -> None:
+    text = compact(
+        {"id": "r1", "phase": "Migrating", "migration": "m-1", "attempts": 2, "message": "m"}
+    )
+    assert parse_status(text) == HotplugStatus(
+        id="r1", phase=Phase.MIGRATING, migration="m-1", attempts=2, message="m"
+    )
+
+
+def test_status_fields_missing_or_of_another_type_read_as_empty() -> None:
+    for extra in ({}, {"migration": 5, "attempts": "2", "message": ["m"]}, {"attempts": True}):
+        status = parse_status(compact({"id": "r1", "phase": "Failed", **extra}))
+        assert status == HotplugStatus(id="r1", phase=Phase.FAILED)
+        assert (status.migration, status.attempts, status.message) == ("", 0, "")
+
+
+MALFORMED = [None, 5, "", "not json", "[1]", '"text"', "null"]
+
+
+def test_malformed_annotation_values_read_as_absent() -> None:
+    requests = [*MALFORMED, compact({"plug": ["a"]}), compact({"id": 1, "plug": []})]
+    statuses = [*MALFORMED, compact({"phase": "Waiting"}), compact({"id": "r", "phase": 1})]
+    statuses.append(compact({"id": "r", "phase": "Unknown"}))
+    ledgers = [*MALFORMED, compact({"interfaces": ["a"]}), compact({"vmi": 1})]
+    assert [parse_request(text) for text in requests] == [None] * len(requests)
+    assert [parse_status(text) for text in statuses] == [None] * len(statuses)
+    assert [parse_ledger(text) for text in ledgers] == [None] * len(ledgers)
+
+
+def test_names_that_are_not_strings_are_left_out() -> None:
+    request = parse_request(compact({"id": "r", "plug": ["a", 1, None], "unplug": "b"}))
+    assert request == HotplugRequest(id="r", plug=("a",))
+
+
+def test_an_empty_ledger_belongs_to_no_run() -> None:
+    assert (Ledger().vmi, Ledger().interfaces, Ledger().booted) == ("", (), None)

@@ -11,7 +11,7 @@ from hotplug_guard.cases import case_files, load_case, run_case
 CASES = Path(__file__).parent / "cases"
 
 
-@pytest.mark.parametrize("path", case_files(CASES), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", case_files([CASES]), ids=lambda p: p.stem)
 def test_case(path: Path) -> None:
     outcome = run_case(load_case(path))
     assert outcome.passed, "\n".join(outcome.failures)
@@ -20,7 +20,7 @@ def test_case(path: Path) -> None:
 def test_every_rule_has_a_denying_and_an_allowing_case() -> None:
     from policy import CATALOGUE
 
-    texts = {p.stem: p.read_text() for p in case_files(CASES)}
+    texts = {p.stem: p.read_text() for p in case_files([CASES])}
     for info in CATALOGUE:
         mentioning = [name for name, text in texts.items() if f"rule: {info.id}" in text]
         allowing = [name for name in texts if name.startswith(info.id) and "allowed" in name]

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
+import shlex
 import subprocess
 import sys
+import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
 import jsonpatch
 import pytest
 import yaml
+
+from hotplug_guard.cli import build_parser
+from hotplug_guard.inputs import load_review
+from policy import Operation, UserInfo
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -232,3 +240,180 @@ def test_a_bad_kubevirt_version_in_a_case_file_names_the_line(tmp_path: Path) ->
     result = run("test", tmp_path)
     assert result.returncode == 1
     assert "bad.yaml:1: kubevirtVersion: not a KubeVirt version: [1]" in result.stdout
+
+
+# --- the AdmissionReview input of `check` -----------------------------------------------------
+
+
+def review_file(tmp_path: Path, **request: object) -> Path:
+    """examples/admission-review.json with `request` fields replaced."""
+    document = json.loads((EXAMPLES / "admission-review.json").read_text())
+    document["request"].update(request)
+    path = tmp_path / "review.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
+def test_check_judges_an_admission_review_as_the_request_it_carries() -> None:
+    """Old object, user and operation come from the review: alice's hot plug of a running VM."""
+    result = run(
+        "check", "--new", EXAMPLES / "admission-review.json", "--context", EXAMPLES / "context.yaml"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ALLOWED\n")
+    assert '"plug\\":[\\"dyniface1\\"]' in result.stdout  # an UPDATE: the plug is recorded
+
+
+def test_check_takes_the_user_from_the_admission_review(tmp_path: Path) -> None:
+    """The same e1000 plug: denied for alice, skipped for KubeVirt's controller (exempt)."""
+    document = json.loads((EXAMPLES / "admission-review.json").read_text())
+    new = document["request"]["object"]
+    new["spec"]["template"]["spec"]["domain"]["devices"]["interfaces"][-1]["model"] = "e1000"
+    alice = run("check", "--new", review_file(tmp_path, object=new), "--output", "json")
+    assert alice.returncode == 1
+    assert [c["rule"] for c in json.loads(alice.stdout)["causes"]] == ["plug-model"]
+    controller = {"username": "system:serviceaccount:kubevirt:kubevirt-controller"}
+    skipped = run("check", "--new", review_file(tmp_path, object=new, userInfo=controller))
+    assert skipped.returncode == 0, skipped.stdout
+
+
+def test_an_admission_review_is_read_as_the_webhook_reads_its_request(tmp_path: Path) -> None:
+    document = json.loads((EXAMPLES / "admission-review.json").read_text())
+    request = document["request"]
+    review = load_review(review_file(tmp_path, dryRun=True, namespace="vms"))
+    assert review.operation is Operation.UPDATE
+    assert (review.new, review.old) == (request["object"], request["oldObject"])
+    assert review.user == UserInfo(username="alice", groups=("system:authenticated",))
+    assert (review.dry_run, review.namespace) == (True, "vms")
+    create = load_review(review_file(tmp_path, operation="CREATE", oldObject=None))
+    assert (create.operation, create.old) == (Operation.CREATE, None)
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "message"),
+    [
+        (
+            {
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+            },
+            r"review.json:\d+: request.kind: a review of core Pod \(pods\): hotplug-guard judges "
+            r"kubevirt.io VirtualMachines only",
+        ),
+        (
+            {"subResource": "status"},
+            r"a review of kubevirt.io VirtualMachine \(virtualmachines/status\)",
+        ),
+        (
+            {"operation": "DELETE"},
+            r"request.operation: DELETE: the webhook lets DELETE and CONNECT through untouched",
+        ),
+        (
+            {"uid": "not-a-uuid"},
+            r"review.json:1: the webhook would refuse this review: request.uid",
+        ),
+    ],
+)
+def test_check_refuses_an_admission_review_the_webhook_would_not_judge(
+    tmp_path: Path, request_fields: dict[str, object], message: str
+) -> None:
+    result = run("check", "--new", review_file(tmp_path, **request_fields))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert re.search(message, result.stderr), result.stderr
+
+
+def test_check_refuses_other_kinds_with_exit_two(tmp_path: Path) -> None:
+    pod = tmp_path / "pod.yaml"
+    pod.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec: {containers: []}\n")
+    for args in (("--new", pod), ("--old", pod, "--new", EXAMPLES / "vm-plug-bridge.yaml")):
+        result = run("check", *args)
+        assert result.returncode == 2
+        assert (
+            f"{pod}:2: kind: 'Pod' (apiVersion 'v1'): expected a kubevirt.io VirtualMachine or "
+            "an AdmissionReview of one"
+        ) in result.stderr
+    vmi = run("check", "--new", EXAMPLES / "vmi-running.yaml")
+    assert vmi.returncode == 2
+    assert "'VirtualMachineInstance'" in vmi.stderr
+
+
+def test_an_admission_review_brings_old_object_and_user_so_the_flags_are_refused() -> None:
+    for extra in (("--old", EXAMPLES / "vm-running.yaml"), ("--user", "bob"), ("--dry-run",)):
+        result = run("check", "--new", EXAMPLES / "admission-review.json", *extra)
+        assert result.returncode == 2
+        assert "leave out --old, --user, --group and --dry-run" in result.stderr
+
+
+# --- `test` ---------------------------------------------------------------------------------------
+
+
+def test_test_command_takes_case_files_and_directories(tmp_path: Path) -> None:
+    nested = tmp_path / "deeper" / "still"
+    nested.mkdir(parents=True)
+    case = (EXAMPLES / "cases" / "plug-e1000-denied.yaml").read_text()
+    (nested / "nested.yaml").write_text(case.replace("../", f"{EXAMPLES}/"))
+    one = run("test", EXAMPLES / "cases" / "plug-e1000-denied.yaml")
+    assert one.stdout.splitlines() == ["PASS  plug-e1000-denied", "1 passed, 0 failed"]
+    both = run("test", EXAMPLES / "cases", tmp_path)  # directories: every *.yaml below them
+    assert both.returncode == 0, both.stdout
+    assert both.stdout.splitlines()[-1] == "3 passed, 0 failed"
+    assert "PASS  nested" in both.stdout
+    missing = run("test", tmp_path / "nope.yaml")
+    assert missing.returncode == 2
+    assert "nope.yaml: no such file or directory" in missing.stderr
+
+
+# --- help, examples, version ------------------------------------------------------------------
+
+
+def parsers() -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    """Every parser of the command line: the top level, then each sub-command's, by its name."""
+    pending = [("hotplug-guard", build_parser())]
+    while pending:
+        name, parser = pending.pop(0)
+        yield name, parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                pending += [(f"{name} {sub}", child) for sub, child in action.choices.items()]
+
+
+def example_commands(parser: argparse.ArgumentParser) -> list[list[str]]:
+    """The `hotplug-guard ...` lines of a parser's examples, continuation lines joined."""
+    assert parser.epilog is not None
+    text = parser.epilog.replace("\\\n", " ")
+    return [
+        shlex.split(line, comments=True)[1:]
+        for line in text.splitlines()
+        if line.strip().startswith("hotplug-guard ")
+    ]
+
+
+def test_every_option_has_help_and_every_command_its_examples() -> None:
+    for name, parser in parsers():
+        for action in parser._actions:
+            if not isinstance(action, argparse._SubParsersAction):
+                assert action.help, f"{name} {'/'.join(action.option_strings) or action.dest}"
+        assert parser.description, name
+        assert example_commands(parser), f"{name}: no examples in its help"
+        assert "examples:\n" in parser.format_help()
+
+
+def test_every_example_in_the_help_is_accepted_and_the_offline_ones_work() -> None:
+    """Run from the top of the repository, where the examples' files are."""
+    for name, parser in parsers():
+        for line in example_commands(parser):
+            args = line[: line.index(">")] if ">" in line else line  # a shell redirection
+            if "--help" in args:
+                continue
+            parsed = build_parser().parse_args(args)  # SystemExit here: not accepted
+            if parsed.command in ("check", "test", "config", "rules"):
+                result = run(*args)
+                assert result.returncode in (0, 1), f"{name}: {args}: {result.stderr}"
+
+
+def test_version_is_the_installed_package_version() -> None:
+    result = run("--version")
+    assert result.returncode == 0
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert result.stdout == f"hotplug-guard {project['version']}\n"

@@ -6,7 +6,8 @@ import pytest
 import yaml
 
 from policy import Action, ConfigError, PolicyConfig, RuleId, parse_config, render_config
-from policy.config import PRODUCT_CONTROLLER
+from policy.catalogue import CATALOGUE
+from policy.config import PRODUCT_CONTROLLER, Completion, ContextUnavailable
 
 
 def test_shipped_file_equals_the_built_in_defaults() -> None:
@@ -58,26 +59,118 @@ def test_only_the_configured_kubevirt_namespace_is_exempt() -> None:
     )
 
 
+RULE_IDS = ", ".join(info.id.value for info in CATALOGUE)
+TOP_KEYS = (
+    "allowSriovPlug, completion, contextUnavailable, controllerUsername, defaultModelVirtio, "
+    "exemptions, hotplugSlots, onPlainRemoval, pciSlots, rootComplexSpareSlots, rules"
+)
+
+
 @pytest.mark.parametrize(
-    ("data", "path", "message"),
+    ("data", "path", "error"),
     [
-        ([], (), "must be a mapping"),
-        ({"rules": {"nope": "warn"}}, ("rules", "nope"), "unknown rule"),
-        ({"rules": {"plug-model": "block"}}, ("rules", "plug-model"), "must be one of"),
-        ({"rules": {"plug-model": True}}, ("rules", "plug-model"), "got bool"),
-        ({"hotplugSlots": "4"}, ("hotplugSlots",), "must be auto or an integer, got '4'"),
-        ({"hotplugSlots": 4.5}, ("hotplugSlots",), "must be an integer"),
-        ({"pciSlots": 0}, ("pciSlots",), "at least 1"),
-        ({"allowSriovPlug": "yes"}, ("allowSriovPlug",), "true or false"),
-        ({"exemptions": {"users": []}}, ("exemptions", "users"), "unknown key"),
-        ({"exemptions": {"groups": "admins"}}, ("exemptions", "groups"), "list of strings"),
-        ({"exemptions": {"kubevirtNamespace": 1}}, ("exemptions", "kubevirtNamespace"), "string"),
-        ({"controllerUsername": []}, ("controllerUsername",), "must be a string"),
-        ({"onPlainRemoval": "keep"}, ("onPlainRemoval",), "convert, deny, allow"),
+        ([], (), "<config>: must be a mapping, got list"),
+        ({"nope": 1}, ("nope",), f"nope: unknown key; known keys: {TOP_KEYS}"),
+        ({"rules": []}, ("rules",), "rules: must be a mapping of rule id to action, got list"),
+        (
+            {"rules": {"nope": "warn"}},
+            ("rules", "nope"),
+            f"rules.nope: unknown rule; known rules: {RULE_IDS}",
+        ),
+        (
+            {"rules": {"plug-model": "block"}},
+            ("rules", "plug-model"),
+            "rules.plug-model: must be one of enforce, warn, audit, off, got 'block'",
+        ),
+        (
+            {"rules": {"plug-model": True}},
+            ("rules", "plug-model"),
+            "rules.plug-model: must be one of enforce, warn, audit, off, got bool",
+        ),
+        (
+            {"hotplugSlots": "4"},
+            ("hotplugSlots",),
+            "hotplugSlots: must be auto or an integer, got '4'",
+        ),
+        ({"hotplugSlots": 4.5}, ("hotplugSlots",), "hotplugSlots: must be an integer, got float"),
+        ({"hotplugSlots": None}, ("hotplugSlots",), "hotplugSlots: must be an integer, got null"),
+        ({"hotplugSlots": -1}, ("hotplugSlots",), "hotplugSlots: must be at least 0, got -1"),
+        ({"pciSlots": 0}, ("pciSlots",), "pciSlots: must be at least 1, got 0"),
+        (
+            {"rootComplexSpareSlots": -1},
+            ("rootComplexSpareSlots",),
+            "rootComplexSpareSlots: must be at least 0, got -1",
+        ),
+        (
+            {"allowSriovPlug": "yes"},
+            ("allowSriovPlug",),
+            "allowSriovPlug: must be true or false, got str",
+        ),
+        ({"exemptions": []}, ("exemptions",), "exemptions: must be a mapping, got list"),
+        (
+            {"exemptions": {"users": []}},
+            ("exemptions", "users"),
+            "exemptions.users: unknown key; known keys: groups, kubevirtNamespace, namespaces, "
+            "usernames",
+        ),
+        (
+            {"exemptions": {"groups": "admins"}},
+            ("exemptions", "groups"),
+            "exemptions.groups: must be a list of strings",
+        ),
+        (
+            {"onPlainRemoval": "keep"},
+            ("onPlainRemoval",),
+            "onPlainRemoval: must be one of convert, deny, allow, got 'keep'",
+        ),
+        (
+            {"contextUnavailable": "ignore"},
+            ("contextUnavailable",),
+            "contextUnavailable: must be one of warn, deny, got 'ignore'",
+        ),
+        (
+            {"exemptions": {"kubevirtNamespace": 1}},
+            ("exemptions", "kubevirtNamespace"),
+            "exemptions.kubevirtNamespace: must be a string, got int",
+        ),
+        (
+            {"controllerUsername": []},
+            ("controllerUsername",),
+            "controllerUsername: must be a string, got list",
+        ),
     ],
 )
-def test_errors_name_the_key(data: object, path: tuple[str, ...], message: str) -> None:
+def test_errors_name_the_key(data: object, path: tuple[str, ...], error: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(data)
     assert caught.value.path == path
-    assert message in caught.value.message
+    assert str(caught.value) == error
+    assert error.endswith(caught.value.message)
+
+
+def test_the_smallest_values_are_accepted() -> None:
+    config = parse_config({"hotplugSlots": 0, "rootComplexSpareSlots": 0, "pciSlots": 1})
+    assert (config.hotplug_slots, config.root_complex_spare_slots, config.pci_slots) == (0, 0, 1)
+
+
+def test_every_key_sets_its_knob() -> None:
+    config = parse_config(
+        {
+            "completion": "in-place",
+            "contextUnavailable": "deny",
+            "allowSriovPlug": True,
+            "defaultModelVirtio": True,
+            "exemptions": {"groups": ["admins"], "namespaces": None},
+        }
+    )
+    assert config.completion is Completion.IN_PLACE
+    assert config.context_unavailable is ContextUnavailable.DENY
+    assert config.allow_sriov_plug
+    assert config.default_model_virtio
+    assert config.exemptions.groups == {"admins"}
+    assert config.exemptions.namespaces == frozenset()
+
+
+def test_overrides_apply_on_top_of_the_config_they_override() -> None:
+    config = parse_config({"hotplugSlots": 6}).with_overrides({"pciSlots": 40})
+    assert (config.hotplug_slots, config.pci_slots) == (6, 40)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from policy import Context, Mode, Operation, PolicyConfig, Review, evaluate, parse_config, views
 from policy.signing import SigningKeys
-from tests.policy.strategies import JSON, updates
+from tests.policy.strategies import JSON, examples, updates
 
 ALL_ON = parse_config({"rules": {"restart-required": "enforce"}, "defaultModelVirtio": True})
 CONFIGS = st.sampled_from([PolicyConfig(), ALL_ON, parse_config({"onPlainRemoval": "deny"})])
@@ -49,7 +49,7 @@ def _review(old: Any, new: Any) -> Review:
 
 
 @given(old=JSON, new=JSON, vmi=JSON, kubevirt=JSON, migrations=st.lists(JSON, max_size=2))
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 def test_arbitrary_json_never_raises(
     old: Any, new: Any, vmi: Any, kubevirt: Any, migrations: list[Any]
 ) -> None:
@@ -64,7 +64,7 @@ def test_arbitrary_json_never_raises(
 
 
 @given(update=updates(), config=CONFIGS, context=CONTEXTS, keys=KEYS)
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 def test_patches_apply_and_are_idempotent(
     update: tuple[dict[str, Any], dict[str, Any]],
     config: PolicyConfig,
@@ -80,7 +80,7 @@ def test_patches_apply_and_are_idempotent(
 
 
 @given(update=updates(), config=CONFIGS, context=CONTEXTS, keys=KEYS)
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 def test_validating_agrees_with_mutating_on_the_patched_object(
     update: tuple[dict[str, Any], dict[str, Any]],
     config: PolicyConfig,
@@ -96,7 +96,7 @@ def test_validating_agrees_with_mutating_on_the_patched_object(
 
 
 @given(update=updates(), config=CONFIGS, context=CONTEXTS)
-@settings(max_examples=100)
+@settings(max_examples=examples(100))
 def test_evaluation_is_deterministic_and_leaves_its_input_alone(
     update: tuple[dict[str, Any], dict[str, Any]], config: PolicyConfig, context: Context
 ) -> None:
@@ -137,7 +137,7 @@ SHAPED_PATHS = [
     which=st.sampled_from(["old", "new"]),
     context=CONTEXTS,
 )
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 def test_wrong_types_anywhere_in_a_vm_never_raise_and_patches_still_apply(
     update: tuple[dict[str, Any], dict[str, Any]],
     path: tuple[str | int, ...],
@@ -205,7 +205,7 @@ def facts_limit(version: str | None, *, booted: int, memory: str, disks: int, v3
     disks=st.integers(0, 6),
     v3=st.booleans(),
 )
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 def test_hotplug_slots_follow_the_formula_of_each_release(
     *, version: str | None, booted: int, plugs: int, memory: str, disks: int, v3: bool
 ) -> None:

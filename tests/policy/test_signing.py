@@ -29,6 +29,7 @@ from policy.signing import (
     sign_request,
     verify_request,
 )
+from webhook.reviews import MAX_WARNING_CHARS
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "vms"
 KEY = b"k" * 32
@@ -267,3 +268,22 @@ def test_an_unplug_still_verifies_once_kubevirt_removed_the_interface() -> None:
         key=KEY,
     )
     assert verify_request(render_request(plug), cleaned, [KEY]) is None
+
+
+def test_a_change_the_mutating_webhook_missed_is_validated_with_why_and_what_next() -> None:
+    """The mutating webhook fails open: /validate then sees a plug without its annotations."""
+    old = running_vm()
+    review = Review(
+        operation=Operation.UPDATE, new=plugged(old), old=old, user=USER, namespace="default"
+    )
+    verdict = evaluate(review, CONTEXT, mode=Mode.VALIDATE, keys=KEYS)
+    assert verdict.allowed
+    missed = [w for w in verdict.warnings if w.startswith("guarded-annotations: ")]
+    assert missed == [
+        "guarded-annotations: no ledger for this change: the mutating webhook did not answer "
+        "(it fails open); check its pods",
+        "guarded-annotations: no request for this hot plug: the mutating webhook did not answer "
+        "(it fails open); migrate the VM",
+    ]
+    # kube-apiserver's guidance, which the webhook enforces by cutting longer warnings
+    assert all(len(w) <= MAX_WARNING_CHARS for w in missed)

@@ -15,6 +15,7 @@ from policy.cluster import Release, parse_cluster, parse_version
 from policy.slots import (
     Formula,
     count_pci_devices,
+    estimate_pci,
     extra_root_ports,
     guest_memory,
     parse_quantity,
@@ -101,6 +102,18 @@ def test_extra_root_ports_stop_at_bus_index_31() -> None:
         extra_root_ports(memory=3 * GIB, ports_in_use=26, placeholders=3, root_complex=False) == 2
     )
     assert extra_root_ports(memory=3 * GIB, ports_in_use=4, placeholders=3, root_complex=True) == 0
+    # a bus already full to index 31 takes none
+    assert (
+        extra_root_ports(memory=3 * GIB, ports_in_use=29, placeholders=3, root_complex=False) == 0
+    )
+
+
+@pytest.mark.parametrize("formula", list(Formula))
+def test_no_formula_reserves_ports_for_devices_on_the_root_complex(formula: Formula) -> None:
+    reservation = reserve(
+        formula, interfaces=1, memory=3 * GIB, ports_in_use=4, slot_total=None, root_complex=True
+    )
+    assert reservation.total == 0
 
 
 def cirros(memory: str, extra_disks: int) -> dict[str, Any]:
@@ -169,6 +182,90 @@ def test_devices_counted_as_kubevirts_converter_adds_them() -> None:
     assert count_pci_devices(spec, interfaces=2, skip_disks=frozenset({"hot"})) == 10
 
 
+def test_devices_without_scsi_disks_and_hotplug_disabled_need_no_scsi_controller() -> None:
+    spec = parse_spec(
+        {
+            "domain": {
+                "devices": {
+                    "disks": [{"name": "a", "disk": {"bus": "virtio"}}, {"name": "c", "cdrom": {}}],
+                    "inputs": [{"bus": "virtio"}, {"bus": "usb"}, {"type": "tablet"}],
+                    "gpus": [{"name": "g1"}, {"name": "g2"}],
+                    "disableHotplug": True,
+                }
+            }
+        }
+    )
+    # 1 interface, 2 GPUs, usb, virtio-serial, disk a, virtio input, balloon
+    assert count_pci_devices(spec, interfaces=1, skip_disks=frozenset()) == 8
+    with_scsi_cdrom = parse_spec(
+        {
+            "domain": {
+                "devices": {
+                    "disks": [{"name": "c", "cdrom": {"bus": "scsi"}}],
+                    "disableHotplug": True,
+                }
+            }
+        }
+    )
+    # 1 interface, usb, scsi (the CD-ROM's), virtio-serial, balloon
+    assert count_pci_devices(with_scsi_cdrom, interfaces=1, skip_disks=frozenset()) == 5
+
+
+def test_the_estimate_counts_every_device_class() -> None:
+    spec = parse_spec(
+        {
+            "domain": {
+                "devices": {
+                    "interfaces": [
+                        {"name": "a", "bridge": {}},
+                        {"name": "b", "bridge": {}},
+                        {"name": "c", "bridge": {}, "state": "absent"},
+                    ],
+                    "disks": [
+                        {"name": "d1", "disk": {}},
+                        {"name": "d2", "disk": {"bus": "virtio"}},
+                        {"name": "l", "lun": {}},
+                    ],
+                    "inputs": [{"bus": "virtio"}, {"bus": "virtio"}, {"bus": "usb"}],
+                    "hostDevices": [{"name": "h"}],
+                    "gpus": [{"name": "g1"}, {"name": "g2"}],
+                    "filesystems": [{"name": "f"}],
+                    "watchdog": {"name": "w"},
+                    "rng": {},
+                    "autoattachMemBalloon": False,
+                    "autoattachGraphicsDevice": False,
+                    "autoattachVSOCK": True,
+                }
+            }
+        }
+    )
+    estimate = estimate_pci(spec, reserved_ports=4)
+    assert estimate.describe() == (
+        "chipset 2, interfaces 2, reserved hot plug ports 4, virtio disks 2, scsi controller 1, "
+        "host devices 3, filesystems 1, virtio inputs 2, rng 1, watchdog 1, virtio-serial 1, "
+        "vsock 1"
+    )
+    assert estimate.total == 21
+    bare = estimate_pci(parse_spec({}), reserved_ports=0)
+    assert bare.describe() == "chipset 2, memory balloon 1, video 1, virtio-serial 1"
+    assert bare.total == 5
+
+
+@pytest.mark.parametrize(
+    ("resources", "bytes_"),
+    [
+        ({"memory": {"guest": "1Gi"}, "resources": {"requests": {"memory": "2Gi"}}}, GIB),
+        ({"resources": {"requests": {"memory": "2Gi"}, "limits": {"memory": "4Gi"}}}, 2 * GIB),
+        ({"resources": {"limits": {"memory": "4Gi"}}}, 4 * GIB),
+        ({"resources": {"requests": {"cpu": "2"}}}, None),
+    ],
+)
+def test_guest_memory_is_the_guest_size_else_the_request_else_the_limit(
+    resources: dict[str, Any], bytes_: int | None
+) -> None:
+    assert guest_memory(parse_spec({"domain": resources})) == bytes_
+
+
 @pytest.mark.parametrize(
     ("version", "formula"),
     [
@@ -201,7 +298,16 @@ def test_each_release_has_its_formula(version: str | None, formula: Formula) -> 
         ("main", None),
         ("v¹.2.3", None),
         ("v1.²", None),
+        ("v1.6.4-rc.1", (1, 6, 4)),
+        ("v1.9.0:beta", (1, 9, 0)),
+        ("v1.2.123456A", (1, 2, 123456)),
+        ("v123456.1.0", (123456, 1, 0)),
         ("v1.2.1234567", None),
+        ("v1.2.1000000", None),
+        ("v1.2.9999999", None),
+        ("v1234567.1.0", None),
+        ("v1x.2.3", None),
+        ("main.1", None),
         ("", None),
         (7, None),
     ],
@@ -214,6 +320,9 @@ def test_the_cluster_release_comes_from_the_kubevirt_cr_status() -> None:
     cr = {"status": {"observedKubeVirtVersion": "v1.7.2"}, "spec": {"configuration": {}}}
     assert parse_cluster(cr).release.name == "KubeVirt v1.7.2"
     assert not parse_cluster(None).release.known
+    assert not parse_cluster(None).known
+    assert not parse_cluster(["not", "a", "CR"]).known
+    assert parse_cluster({}).known
     assert not parse_cluster({"status": {"targetKubeVirtVersion": "v1.7.2"}}).release.known
     floor = Release(version=(1, 6, 4), exact=False)
     assert floor.name == "KubeVirt v1.6.4 or later"
@@ -229,6 +338,7 @@ def test_the_cluster_release_comes_from_the_kubevirt_cr_status() -> None:
         ("2048M", 2_048_000_000),
         ("2.1Gi", 2254857830),
         ("1e3", 1000),
+        ("2e3", 2000),
         ("1500m", 1),
         (".5Ki", 512),
         (1024, 1024),
@@ -236,6 +346,13 @@ def test_the_cluster_release_comes_from_the_kubevirt_cr_status() -> None:
         ("-1Gi", None),
         (True, None),
         ("1e999", None),
+        ("128Mi", 128 * 1024**2),
+        ("1024", 1024),
+        ("2.5", 2),
+        (0, 0),
+        (-1024, None),
+        ("4Xi", None),
+        ("1234567890123456789", None),  # 19 digits: on both paths, no more than 18 are read
     ],
 )
 def test_quantities_are_read_in_bytes_rounded_down(quantity: object, bytes_: int | None) -> None:

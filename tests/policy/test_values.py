@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from policy.annotations import Ledger
+from policy.instances import Condition
 from policy.verdicts import Cause, CauseType, PatchOp, Verdict
 
 POLICY = Path(__file__).parents[2] / "policy"
@@ -65,3 +66,11 @@ def test_repr_names_the_class_and_its_fields() -> None:
         "Cause(rule='plug-model', type=<CauseType.INVALID: 'FieldValueInvalid'>, field='f', "
         "message='m')"
     )
+
+
+def test_values_of_different_classes_are_never_equal() -> None:
+    # the same field values, in two classes
+    op = PatchOp(op="a", path="b", value="c")
+    condition = Condition(status="a", reason="b", message="c")
+    assert op._values() == condition._values()
+    assert op != condition

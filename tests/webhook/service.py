@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,6 +116,20 @@ class Service:
             if line.startswith("{"):
                 entries.append(json.loads(line))
         return entries
+
+    def wait_for_logs(
+        self, match: Callable[[dict[str, Any]], bool], *, count: int = 1, timeout: float = 5.0
+    ) -> list[dict[str, Any]]:
+        """The structured lines `match` accepts, once there are `count` of them (or at the
+        timeout), oldest first: each worker writes its info lines in batches
+        (`webhook.logs.FLUSH_SECONDS`), so lines of two workers can be out of order in the file.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [entry for entry in self.json_logs() if match(entry)]
+            if len(found) >= count or time.monotonic() > deadline:
+                return sorted(found, key=lambda entry: str(entry.get("time")))
+            time.sleep(0.02)
 
     def post_review(self, body: dict[str, Any], path: str = "/validate") -> dict[str, Any]:
         """POST one AdmissionReview on a fresh connection; the response document."""

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import io
 import json
 import logging
+import multiprocessing
 import sys
+import threading
 import time
+from pathlib import Path
 
-from webhook.logs import JsonFormatter
+from webhook.logs import FLUSH_SECONDS, MAX_PENDING_LINES, BatchingStreamHandler, JsonFormatter
 
 
 def record(created: float, **extra: object) -> logging.LogRecord:
@@ -69,3 +74,98 @@ def test_a_traceback_is_bounded_too() -> None:
     except ValueError:
         entry.exc_info = sys.exc_info()
     assert len(JsonFormatter().format(entry)) < 24 * 1024
+
+
+def batching_logger(stream: io.StringIO, name: str) -> tuple[logging.Logger, BatchingStreamHandler]:
+    handler = BatchingStreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger(f"hotplug_guard.test.{name}")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return logger, handler
+
+
+def test_info_lines_are_written_within_the_flush_interval_without_a_flush() -> None:
+    stream = io.StringIO()
+    logger, _ = batching_logger(stream, "interval")
+    logger.info("review", extra={"uid": "u-1"})
+    deadline = time.monotonic() + 20 * FLUSH_SECONDS
+    while "u-1" not in stream.getvalue() and time.monotonic() < deadline:
+        time.sleep(FLUSH_SECONDS / 5)
+    assert json.loads(stream.getvalue())["uid"] == "u-1"
+
+
+def test_a_warning_is_written_at_once_after_the_lines_logged_before_it() -> None:
+    stream = io.StringIO()
+    logger, _ = batching_logger(stream, "warning")
+    logger.info("first")
+    logger.error("broken")
+    messages = [json.loads(line)["message"] for line in stream.getvalue().splitlines()]
+    assert messages == ["first", "broken"]
+
+
+def test_lines_of_many_threads_are_all_written_whole_and_flush_empties_the_buffer() -> None:
+    stream = io.StringIO()
+    logger, handler = batching_logger(stream, "threads")
+
+    def log(index: int) -> None:
+        for step in range(200):
+            logger.info("review", extra={"uid": f"{index}-{step}"})
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(log, range(8)))
+    handler.flush()
+    uids = [json.loads(line)["uid"] for line in stream.getvalue().splitlines()]
+    assert sorted(uids) == sorted(f"{i}-{s}" for i in range(8) for s in range(200))
+
+
+def test_a_forked_child_writes_its_own_lines_not_its_parents_pending_ones(tmp_path: Path) -> None:
+    path = tmp_path / "log"
+    with path.open("w", encoding="utf-8") as stream:
+        logger, handler = batching_logger(stream, "fork")  # type: ignore[arg-type]
+        logger.info("parent")  # pending when the child is forked
+        child = multiprocessing.get_context("fork").Process(target=_log_in_child, args=(logger,))
+        child.start()
+        child.join(timeout=30)
+        handler.flush()
+    assert child.exitcode == 0
+    messages = [json.loads(line)["message"] for line in path.read_text().splitlines()]
+    assert sorted(messages) == ["child", "parent"]
+
+
+def _log_in_child(logger: logging.Logger) -> None:
+    logger.info("child")
+    logging.shutdown()  # what a gunicorn worker's exit runs
+
+
+class StalledStream(io.StringIO):
+    """A stream whose writes wait until `release` is set, like a pipe nobody reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def write(self, text: str) -> int:
+        self.release.wait(timeout=30)
+        return super().write(text)
+
+
+def test_a_stalled_stream_makes_the_logging_thread_wait_instead_of_growing_memory() -> None:
+    stream = StalledStream()
+    logger, handler = batching_logger(stream, "stalled")
+    lines = 3 * MAX_PENDING_LINES
+
+    def log() -> None:
+        for _ in range(lines):
+            logger.info("review", extra={"uid": "u" * 300})
+
+    logging_thread = threading.Thread(target=log, daemon=True)
+    logging_thread.start()
+    logging_thread.join(timeout=20 * FLUSH_SECONDS)
+    assert logging_thread.is_alive(), "the logging thread should wait for the stream"
+    assert len(handler._pending) <= MAX_PENDING_LINES + 1
+    stream.release.set()
+    logging_thread.join(timeout=30)
+    handler.flush()
+    assert len(stream.getvalue().splitlines()) == lines

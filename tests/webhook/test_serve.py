@@ -6,9 +6,11 @@ import concurrent.futures
 import http.client
 import json
 import os
+import shlex
 import signal
 import socket
 import ssl
+import subprocess
 import time
 import warnings
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ import pytest
 import requests
 
 from hotplug_guard.cli import main
+from hotplug_guard.commands.serve import example_review
 from tests.webhook import service
 from tests.webhook.objects import hotplug_review, uid_of
 from tests.webhook.service import Service
@@ -68,10 +71,20 @@ def test_serve_with_zero_arguments_creates_a_local_ca_and_prints_how_to_call_it(
         assert any(w.startswith("nad-exists: cannot verify") for w in response["warnings"])
         printed = running.stdout.read_text()
         assert f"CA certificate: {ca}" in printed
-        assert (
-            f"curl --cacert {ca} -H 'Content-Type: application/json' --data @review.json "
-            f"https://127.0.0.1:{DEFAULT_PORT}/validate"
-        ) in printed
+        [example] = [line for line in printed.splitlines() if line.startswith("try: curl ")]
+        assert example.startswith(f"try: curl --cacert {ca} -H 'Content-Type: application/json' ")
+        # copied as printed, it works: an AdmissionReview file that exists, answered with a patch
+        tried = subprocess.run(
+            shlex.split(example.removeprefix("try: ")),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert tried.returncode == 0, tried.stderr
+        answer = json.loads(tried.stdout)["response"]
+        assert answer["allowed"] is True
+        assert answer["patchType"] == "JSONPatch"
         assert (ca.parent / "tls.crt").is_file()
         assert (ca.parent / "tls.key").stat().st_mode & 0o077 == 0
         signing_key = state / "hotplug-guard" / "signing" / "key"
@@ -150,14 +163,27 @@ def test_metrics_add_up_over_all_worker_processes(served: Service) -> None:
     sent = {uid_of(f"metrics-{index}-{step}") for index in range(8) for step in range(10)}
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         list(pool.map(burst, range(8)))
-    pids = {
-        entry["pid"]
-        for entry in served.json_logs()
-        if entry.get("message") == "review" and entry.get("uid") in sent
-    }
+    reviewed = served.wait_for_logs(
+        lambda entry: entry.get("message") == "review" and entry.get("uid") in sent,
+        count=len(sent),
+    )
+    assert len(reviewed) == len(sent)
+    pids = {entry["pid"] for entry in reviewed}
     assert len(pids) == 2, "both workers should have answered"
     for _ in range(6):  # whichever worker answers the scrape sees every worker's samples
         assert scrape() - before == 80
+
+
+def test_review_lines_still_in_memory_are_written_when_the_server_stops(
+    tmp_path: Path,
+) -> None:
+    with service.serving(tmp_path) as running:
+        sent = [uid_of(f"stopping-{index}") for index in range(20)]
+        for uid in sent:
+            running.post_review(hotplug_review(uid=uid))
+    # stopped (SIGTERM) right after the last review: no line held back in memory is lost
+    logged = {entry.get("uid") for entry in running.json_logs() if entry.get("message") == "review"}
+    assert logged.issuperset(sent)
 
 
 def test_each_review_is_one_json_log_line_without_the_object(served: Service) -> None:
@@ -166,6 +192,7 @@ def test_each_review_is_one_json_log_line_without_the_object(served: Service) ->
         {"name": "cloudinit", "cloudInitNoCloud": {"userData": "password: s3cret-value"}}
     )
     served.post_review(body)
+    served.wait_for_logs(lambda entry: entry.get("uid") == uid_of("logged"))
     lines = [line for line in served.log_lines() if uid_of("logged") in line]
     assert len(lines) == 1
     entry = json.loads(lines[0])
@@ -270,3 +297,10 @@ def test_each_worker_accepts_on_its_own_socket(served: Service) -> None:
     for worker in served.worker_pids():
         assert service.sockets_held(worker, listening) == 1
     assert service.sockets_held(served.process.pid, listening) == 0
+
+
+def test_the_review_serve_offers_to_try_is_the_one_in_examples() -> None:
+    shipped = example_review()
+    assert shipped is not None
+    root = Path(__file__).resolve().parents[2]
+    assert shipped.read_bytes() == (root / "examples" / "admission-review.json").read_bytes()

@@ -63,6 +63,18 @@ webhook configurations. */}}
 {{- end }}
 
 {{/*
+"true" when installing on OpenShift: the `openshift` value, or with `auto` whether the
+cluster serves security.openshift.io/v1 (its SecurityContextConstraints). helm
+install/upgrade see the cluster's APIs; helm template does not, so it renders for
+plain Kubernetes unless the value says otherwise.
+*/}}
+{{- define "hotplug-guard.openshift" -}}
+{{- if eq (toString .Values.openshift) "auto" }}
+{{- if .Capabilities.APIVersions.Has "security.openshift.io/v1" }}true{{ end }}
+{{- else if .Values.openshift }}true{{ end }}
+{{- end }}
+
+{{/*
 The namespace KubeVirt runs in: the value, else OpenShift Virtualization's on
 OpenShift, else upstream's. A value of the install, never a fixed list, so that an
 exempt service account cannot be claimed by creating a namespace of that name.
@@ -70,7 +82,7 @@ exempt service account cannot be claimed by creating a namespace of that name.
 {{- define "hotplug-guard.kubevirtNamespace" -}}
 {{- if .Values.kubevirt.namespace }}
 {{- .Values.kubevirt.namespace }}
-{{- else if .Capabilities.APIVersions.Has "config.openshift.io/v1" }}
+{{- else if include "hotplug-guard.openshift" . }}
 {{- "openshift-cnv" }}
 {{- else }}
 {{- "kubevirt" }}
@@ -116,6 +128,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if eq .Values.certs.mode "self-managed" }}true{{ end }}
 {{- end }}
 
+{{/* certs.mode=openshift-service-ca: OpenShift's service CA issues and injects. */}}
+{{- define "hotplug-guard.serviceCA" -}}
+{{- if eq .Values.certs.mode "openshift-service-ca" }}true{{ end }}
+{{- end }}
+
+{{/* The key of the CA bundle in the ConfigMap <fullname>-ca: the service CA's own name for it. */}}
+{{- define "hotplug-guard.caConfigMapKey" -}}
+{{- if include "hotplug-guard.serviceCA" . }}service-ca.crt{{ else }}ca.crt{{ end }}
+{{- end }}
+
 
 {{- define "hotplug-guard.image" -}}
 {{- if .Values.image.digest }}
@@ -125,11 +147,26 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
-{{/* Every container: the restricted Pod Security Standard. */}}
-{{- define "hotplug-guard.containerSecurityContext" -}}
+{{/*
+Every pod: the restricted Pod Security Standard. On plain Kubernetes the image's
+numeric user 65532 (and fsGroup 65532, so that it reads its 0440 Secret files); on
+OpenShift none of the three, since the restricted-v2 SCC assigns each from the
+namespace's range and refuses any other.
+*/}}
+{{- define "hotplug-guard.podSecurityContext" -}}
 runAsNonRoot: true
+{{- if not (include "hotplug-guard.openshift" .) }}
 runAsUser: 65532
 runAsGroup: 65532
+fsGroup: 65532
+{{- end }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* Every container: the restricted Pod Security Standard (users come from the pod's). */}}
+{{- define "hotplug-guard.containerSecurityContext" -}}
+runAsNonRoot: true
 allowPrivilegeEscalation: false
 readOnlyRootFilesystem: true
 privileged: false
@@ -332,5 +369,8 @@ labels:
 {{- if eq .Values.certs.mode "cert-manager" }}
 annotations:
   cert-manager.io/inject-ca-from: {{ printf "%s/%s" .Release.Namespace (include "hotplug-guard.servingCertificateName" .) }}
+{{- else if include "hotplug-guard.serviceCA" . }}
+annotations:
+  service.beta.openshift.io/inject-cabundle: "true"
 {{- end }}
 {{- end }}
