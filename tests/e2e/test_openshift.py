@@ -196,7 +196,7 @@ def test_helm_install_detects_openshift_from_what_the_api_server_serves(
 ) -> None:
     namespace = control_plane.create_namespace("helm", developers=False)
     kubernetes = rendered_by_helm(control_plane, namespace, tmp_path)
-    assert len(kubernetes.pods()) == 2
+    assert len(kubernetes.pods()) == 3  # the webhook, certs ensure, the controller
     assert fixed_identities(kubernetes) == {"runAsUser", "runAsGroup", "fsGroup"}
     control_plane.create(SCC_CRD)
     try:
@@ -206,7 +206,7 @@ def test_helm_install_detects_openshift_from_what_the_api_server_serves(
         control_plane.delete(
             "apiextensions.k8s.io/v1", "CustomResourceDefinition", SCC_CRD["metadata"]["name"]
         )
-    assert len(openshift.pods()) == 2
+    assert len(openshift.pods()) == 3
     assert fixed_identities(openshift) == set()
     policy = openshift.one("ConfigMap", "probe-hotplug-guard-policy")
     exemptions = yaml.safe_load(policy["data"]["policy.yaml"])["exemptions"]
