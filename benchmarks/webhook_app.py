@@ -38,9 +38,9 @@ from typing import Any
 from benchmarks import engine_build
 from benchmarks.webhook_bodies import four_nic_update_bytes
 from benchmarks.webhook_load import floor_app, stubbed_webhook_app
+from hotplug_guard.logs import configure
 from policy import Mode, PolicyConfig, evaluate
 from policy.signing import SigningKeys
-from webhook.logs import configure
 from webhook.metrics import enable_multiprocess
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]

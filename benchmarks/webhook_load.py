@@ -48,9 +48,9 @@ from flask import Flask, Response, request
 from benchmarks import engine_build
 from benchmarks.webhook_bodies import four_nic_update_bytes
 from certs import ensure_local
+from hotplug_guard.logs import configure
 from policy import PolicyConfig, Verdict
 from tests.webhook.service import ESTABLISHED, child_pids, sockets_held, tcp_sockets
-from webhook.logs import configure
 from webhook.server import ServerOptions, serve
 from webhook.tls import ServingContext
 

@@ -35,7 +35,7 @@ from certs.names import Hosts
 from certs.renewal import fingerprint, renew
 from certs.rotation import Action, RotationPolicy
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"hotplug_guard.{__name__}")
 
 ADMISSION_GROUP = "admissionregistration.k8s.io"
 ADMISSION_VERSION = "v1"

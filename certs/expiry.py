@@ -15,7 +15,7 @@ from prometheus_client import Gauge
 from certs.directory import ServingFiles
 from certs.material import first_certificate
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"hotplug_guard.{__name__}")
 
 WARN_WITHIN = timedelta(days=14)
 

@@ -36,7 +36,7 @@ from kubecache import Change, Reflector, Resource
 from kubecache.reflectors import identity
 from policy.annotations import PREFIX, STATUS
 
-LOG = logging.getLogger("hotplug_guard.controller.cluster")
+LOG = logging.getLogger(f"hotplug_guard.{__name__}")
 
 GROUP, VERSION = "kubevirt.io", "v1"
 COMPONENT = "hotplug-guard-controller"

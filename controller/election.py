@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-LOG = logging.getLogger("hotplug_guard.controller.election")
+LOG = logging.getLogger(f"hotplug_guard.{__name__}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -48,7 +48,7 @@ from policy.annotations import (
 )
 from policy.signing import SigningKeys, verify_request
 
-LOG = logging.getLogger("hotplug_guard.controller")
+LOG = logging.getLogger(f"hotplug_guard.{__name__}")
 
 RESYNC_SECONDS = 300.0
 """Every VM with an unfinished request is looked at again this often, whatever happened."""

@@ -23,7 +23,7 @@ from typing import Any
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-LOG = logging.getLogger("hotplug_guard.kubecache")
+LOG = logging.getLogger(f"hotplug_guard.{__name__}")
 
 WATCH_SECONDS = 290
 """Server-side watch timeout; the watch is resumed from the last resourceVersion after it."""

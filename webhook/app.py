@@ -20,7 +20,6 @@ from werkzeug.wsgi import get_content_length, get_input_stream
 
 from policy import Mode
 from webhook.admission import Admission, check_patch
-from webhook.logs import REVIEW_LOGGER
 from webhook.metrics import CONTENT_TYPE, Metrics
 from webhook.reviews import (
     INTERNAL_ERROR,
@@ -54,8 +53,10 @@ CONTEXT_WAIT_SECONDS = 2.0
 EVALUATION_SECONDS = 0.25
 """Kept for the evaluation after waiting for context (it takes milliseconds)."""
 
+REVIEW_LOGGER = "hotplug_guard.webhook.reviews"
+"""The logger of the one line per review (named for its lines, which operators filter on)."""
 LOG = logging.getLogger(REVIEW_LOGGER)
-STATUS_LOG = logging.getLogger("hotplug_guard.webhook")
+STATUS_LOG = logging.getLogger(f"hotplug_guard.{__name__}")
 MAX_DURATION_CHARS = 32
 """kube-apiserver sends `timeout=<N>s`; longer values are not durations it would send."""
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(h|ms|us|µs|ns|m|s)")

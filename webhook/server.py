@@ -27,6 +27,7 @@ KEEPALIVE_SECONDS = 120
 """Longer than kube-apiserver's idle-connection timeout (90 s), so the client closes idle
 connections first and never sends a review into a connection the server is closing."""
 GRACEFUL_SECONDS = 10
+LOG = logging.getLogger(f"hotplug_guard.{__name__}")
 
 WSGIApp = Callable[..., Any]
 
@@ -99,9 +100,7 @@ def serve(options: ServerOptions, *, tls: ServingContext, factory: Callable[[], 
     master = os.getpid()
     directory = Path(tempfile.mkdtemp(prefix="hotplug-guard-metrics-"))
     enable_multiprocess(directory)
-    logging.getLogger("hotplug_guard.webhook").info(
-        "serving", extra={"bind": options.bind, "workers": options.workers}
-    )
+    LOG.info("serving", extra={"bind": options.bind, "workers": options.workers})
     try:
         WebhookServer(options, tls=tls, factory=factory).run()
     except SystemExit as stop:

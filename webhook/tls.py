@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-LOG = logging.getLogger("hotplug_guard.webhook.tls")
+LOG = logging.getLogger(f"hotplug_guard.{__name__}")
 
 Signature = tuple[tuple[int, int, int], ...]
 TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"

@@ -34,9 +34,10 @@ from certs.rotation import DEFAULT_POLICY, RotationPolicy
 from hotplug_guard import kubeconfig
 from hotplug_guard.commands.helptext import FORMATTER, examples
 from hotplug_guard.errors import UsageError
+from hotplug_guard.logs import configure
 from hotplug_guard.probes import ProbeServer, parse_bind
 
-log = logging.getLogger("hotplug_guard.certs")
+log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL_SECONDS = 600
 PROBE_SLACK_SECONDS = 300.0
@@ -220,7 +221,7 @@ def run_ensure(args: argparse.Namespace) -> int:
         raise UsageError("--probe-bind is for the loop; --once answers with its exit code")
     bind = parse_bind(args.probe_bind, option="--probe-bind") if args.probe_bind else None
     api = ApiClient(kubeconfig.from_arguments(args).configuration)
-    _configure_logging()
+    configure()
     if args.once:
         return 0 if _ensure_once(api, target, policy=policy, key_spec=key_spec, out=args.out) else 1
     loop = _Loop(interval=args.interval)
@@ -347,10 +348,3 @@ def _settings() -> Iterator[None]:
         yield
     except CertificateSettingsError as error:
         raise UsageError(str(error)) from None
-
-
-def _configure_logging() -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )

@@ -21,6 +21,7 @@ from hotplug_guard import kubeconfig
 from hotplug_guard.commands.helptext import FORMATTER, examples
 from hotplug_guard.errors import UsageError
 from hotplug_guard.keys import read_keys
+from hotplug_guard.logs import configure
 from hotplug_guard.probes import ProbeServer, parse_bind
 
 DEFAULT_LEASE = "hotplug-guard-controller"
@@ -141,7 +142,6 @@ def run_controller(args: argparse.Namespace) -> int:
     from controller.metrics import CONTENT_TYPE, Metrics  # noqa: PLC0415
     from controller.runner import Controller  # noqa: PLC0415
     from controller.settings import Settings  # noqa: PLC0415
-    from webhook.logs import configure  # noqa: PLC0415 - the product's one JSON log format
 
     try:
         settings = Settings(

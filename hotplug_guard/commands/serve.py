@@ -25,6 +25,7 @@ from hotplug_guard.commands.helptext import FORMATTER, examples
 from hotplug_guard.errors import UsageError
 from hotplug_guard.files import load_policy_config
 from hotplug_guard.keys import ensure_local_keys, read_keys
+from hotplug_guard.logs import configure
 from policy import PolicyConfig
 from policy.signing import SigningKeys
 
@@ -95,7 +96,6 @@ def register(subparsers: Any) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     # The serving stack (gunicorn, flask, kubernetes) takes over a second to import;
     # importing it here keeps every other sub-command fast.
-    from webhook.logs import configure  # noqa: PLC0415
     from webhook.server import ServerOptions, serve  # noqa: PLC0415
     from webhook.tls import CertificateError, ServingContext  # noqa: PLC0415
 

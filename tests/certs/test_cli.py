@@ -7,6 +7,7 @@ reads of a looping `ensure` and plays an API server that went away.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import stat
 import subprocess
@@ -242,8 +243,9 @@ def test_ensure_reports_an_api_failure_with_exit_1(apiserver: Seeding, tmp_path:
     done = _run(*_ensure_args(kubeconfig, tmp_path / "out"))
 
     assert done.returncode == 1
-    assert "the API server answered 403 Forbidden" in done.stderr
-    assert 'User "alice" cannot get resource "secrets"' in done.stderr
+    (logged,) = (json.loads(line) for line in done.stderr.splitlines())
+    assert "the API server answered 403 Forbidden" in logged["message"]
+    assert 'User "alice" cannot get resource "secrets"' in logged["message"]
     assert "Traceback" not in done.stderr
 
 

@@ -55,7 +55,7 @@ def test_a_warning_is_logged_when_expiry_is_near(
 ) -> None:
     files = ensure_local(tmp_path, now=START)
 
-    with caplog.at_level(logging.WARNING, logger="certs.expiry"):
+    with caplog.at_level(logging.WARNING, logger="hotplug_guard.certs.expiry"):
         record_expiry(files, now=START + 60 * DAY)
         assert caplog.records == []
         record_expiry(files, now=START + 80 * DAY)

@@ -122,7 +122,8 @@ class Service:
     ) -> list[dict[str, Any]]:
         """The structured lines `match` accepts, once there are `count` of them (or at the
         timeout), oldest first: each worker writes its info lines in batches
-        (`webhook.logs.FLUSH_SECONDS`), so lines of two workers can be out of order in the file.
+        (`hotplug_guard.logs.FLUSH_SECONDS`), so lines of two workers can be out of order in
+        the file.
         """
         deadline = time.monotonic() + timeout
         while True:

@@ -12,7 +12,12 @@ import threading
 import time
 from pathlib import Path
 
-from webhook.logs import FLUSH_SECONDS, MAX_PENDING_LINES, BatchingStreamHandler, JsonFormatter
+from hotplug_guard.logs import (
+    FLUSH_SECONDS,
+    MAX_PENDING_LINES,
+    BatchingStreamHandler,
+    JsonFormatter,
+)
 
 
 def record(created: float, **extra: object) -> logging.LogRecord:

@@ -1,4 +1,9 @@
-"""Structured logs: one JSON object per line, one line per review.
+"""Structured logs: one JSON object per line, for every process of the product.
+
+Every logger of the product sits under one root, `ROOT`: a module names its logger
+`f"hotplug_guard.{__name__}"` (`__name__` in this package), so `configure`, called
+once by each long-running command (`serve`, `controller`, `certs ensure`), reaches
+the webhook, the controller, the certificates and the watch caches alike.
 
 Review lines carry identifiers and outcomes only, never the objects (they can
 hold secrets in cloud-init user data) and never key material. Every field is
@@ -25,7 +30,8 @@ import time
 import weakref
 from typing import IO, Any
 
-REVIEW_LOGGER = "hotplug_guard.webhook.reviews"
+ROOT = "hotplug_guard"
+"""The logger every other logger of the product descends from."""
 MAX_FIELD_CHARS = 512
 """Longer than any Kubernetes name (253) or uid; a longer value is cut and marked."""
 MAX_ITEMS = 32
@@ -203,10 +209,10 @@ def _after_fork(handler: BatchingStreamHandler | None) -> None:
 
 
 def configure(level: int = logging.INFO) -> None:
-    """Send the `hotplug_guard` loggers to stderr as JSON lines (the serving process's setup)."""
+    """Send every logger of the product to stderr as JSON lines (a command's one log setup)."""
     handler = BatchingStreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("hotplug_guard")
+    logger = logging.getLogger(ROOT)
     logger.handlers[:] = [handler]
     logger.setLevel(level)
     logger.propagate = False
