@@ -7,11 +7,16 @@
 #   podman run --rm -p 8443:8443 hotplug-guard:0.1.0      # offline, local certificate
 #
 # Stage 1 builds the project's wheel, with the policy engine compiled by mypyc
-# (setup.py; same behaviour, about three times as fast), and collects the wheels of its
+# (setup.py; same behaviour, about three times as fast), and downloads the wheels of its
 # dependencies; stage 2 installs them from that directory only (--no-index), so the
 # runtime image has no compilers, no build tools and no source tree. The build stage is
 # the full Python image because it already has the C compiler mypyc needs; both are the
 # same Python 3.11 on the same Debian release, so the compiled modules fit the runtime.
+#
+# Every dependency, of the image and of the build, is the version requirements.lock
+# (requirements-build.lock) pins, checked against the hashes there (--require-hashes),
+# so two builds of one commit install the same files; scripts/lock regenerates the locks.
+# --no-deps: the lock is complete (tests/test_lock.py), pip adds nothing of its own.
 
 ARG BUILD_IMAGE=docker.io/library/python:3.11-bookworm
 ARG PYTHON_IMAGE=docker.io/library/python:3.11-slim-bookworm
@@ -19,6 +24,11 @@ ARG PYTHON_IMAGE=docker.io/library/python:3.11-slim-bookworm
 FROM ${BUILD_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
+COPY requirements.lock requirements-build.lock ./
+RUN pip install --require-hashes --no-deps -r requirements-build.lock \
+    && pip download --require-hashes --no-deps --only-binary=:all: --dest /wheels \
+        -r requirements.lock \
+    && cp requirements.lock /wheels/
 COPY pyproject.toml setup.py README.md LICENSE ./
 COPY policy/ policy/
 COPY webhook/ webhook/
@@ -26,8 +36,7 @@ COPY certs/ certs/
 COPY controller/ controller/
 COPY kubecache/ kubecache/
 COPY hotplug_guard/ hotplug_guard/
-RUN pip install mypy==2.4.1 setuptools==84.2.1 wheel==0.48.0 \
-    && HOTPLUG_GUARD_MYPYC=1 pip wheel --no-build-isolation --wheel-dir /wheels .
+RUN HOTPLUG_GUARD_MYPYC=1 pip wheel --no-build-isolation --no-deps --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE} AS runtime
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore \
@@ -35,7 +44,10 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=igno
 # the home directory belongs to group 0 too: OpenShift runs the image under an arbitrary
 # UID whose group is 0
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-index --find-links /wheels hotplug-guard==0.1.0 \
+    pip install --no-index --find-links /wheels --require-hashes --no-deps \
+        -r /wheels/requirements.lock \
+    && pip install --no-index --find-links /wheels --no-deps hotplug-guard==0.1.0 \
+    && pip check \
     && groupadd --gid 65532 nonroot \
     && useradd --uid 65532 --gid 65532 --create-home --home-dir /home/nonroot \
         --shell /usr/sbin/nologin nonroot \

@@ -20,6 +20,7 @@ from packaging.version import Version
 
 from hotplug_guard.cli import build_parser
 from hotplug_guard.commands.serve import parse_bind
+from tests.chart.locks import read_lock
 from tests.chart.manifests import ROOT, Release
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -103,22 +104,31 @@ def test_build_stage_copies_everything_the_wheel_is_built_from() -> None:
     packages = {p.rstrip("*") for p in PROJECT["tool"]["setuptools"]["packages"]["find"]["include"]}
     project = PROJECT["project"]
     expected = {"pyproject.toml", "setup.py", project["readme"], *project["license-files"]}
-    assert copied_sources() == expected | packages
+    locks = {"requirements.lock", "requirements-build.lock"}
+    assert copied_sources() == expected | packages | locks
 
 
-def test_build_stage_compiles_the_engine_into_the_wheel_with_pinned_tools() -> None:
-    [build] = [i.arguments for i in stages()["build"] if i.keyword == "RUN"]
-    install, wheel = build.split(" && ")
-    assert install.startswith("pip install ")
-    pins = dict(arg.split("==") for arg in install.split()[2:])
-    assert set(pins) == {"mypy", "setuptools", "wheel"}
+def test_build_stage_takes_every_dependency_from_the_locks_and_compiles_the_engine() -> None:
+    dependencies, build = [i.arguments for i in stages()["build"] if i.keyword == "RUN"]
+    tools, download, keep = dependencies.split(" && ")
+    assert tools == "pip install --require-hashes --no-deps -r requirements-build.lock"
+    # wheels only: the runtime stage has no compiler to build an sdist with
+    assert download == (
+        "pip download --require-hashes --no-deps --only-binary=:all: --dest /wheels "
+        "-r requirements.lock"
+    )
+    assert keep == "cp requirements.lock /wheels/"
+    pins = read_lock(ROOT / "requirements-build.lock")
+    assert {"mypy", "setuptools", "wheel"} <= set(pins)
     # what pyproject.toml asks of them, so the pins cannot fall behind it
-    assert Version(pins["mypy"]) >= minimum(
+    assert pins["mypy"].version >= minimum(
         "mypy", PROJECT["project"]["optional-dependencies"]["test"]
     )
-    assert Version(pins["setuptools"]) >= minimum("setuptools", PROJECT["build-system"]["requires"])
+    assert pins["setuptools"].version >= minimum("setuptools", PROJECT["build-system"]["requires"])
     # the variable setup.py reads, and the build environment that has mypy in it
-    assert wheel == "HOTPLUG_GUARD_MYPYC=1 pip wheel --no-build-isolation --wheel-dir /wheels ."
+    assert build == (
+        "HOTPLUG_GUARD_MYPYC=1 pip wheel --no-build-isolation --no-deps --wheel-dir /wheels ."
+    )
     assert "HOTPLUG_GUARD_MYPYC" in (ROOT / "setup.py").read_text()
 
 
@@ -132,8 +142,12 @@ def test_runtime_installs_this_version_of_the_wheel_offline_and_has_no_build_too
     install = only(runtime, "RUN").arguments
     assert install.startswith("--mount=type=bind,from=build,source=/wheels,target=/wheels ")
     project = PROJECT["project"]
-    wanted = f"pip install --no-index --find-links /wheels {project['name']}=={project['version']} "
-    assert wanted in install
+    locked = (
+        "pip install --no-index --find-links /wheels --require-hashes --no-deps "
+        "-r /wheels/requirements.lock && "
+    )
+    wheel = f"pip install --no-index --find-links /wheels --no-deps {project['name']}=="
+    assert f"{locked}{wheel}{project['version']} && pip check && " in install
     assert DOCKERFILE.startswith("# syntax=docker/dockerfile:1\n")  # RUN --mount needs BuildKit
     # the source tree and the wheels never become a layer of the runtime image
     assert not [i for i in runtime if i.keyword in ("COPY", "ADD")]
@@ -162,7 +176,7 @@ def test_hadolint_finds_nothing_to_warn_about() -> None:
 
 def test_hadolint_would_catch_an_unpinned_install() -> None:
     """Guards the test above: the linter runs and reports at warning level."""
-    unpinned = DOCKERFILE.replace("mypy==2.4.1", "mypy")
+    unpinned = DOCKERFILE.replace("-r requirements-build.lock", "mypy")
     assert unpinned != DOCKERFILE
     result = hadolint(unpinned)
     assert result.returncode == 1
