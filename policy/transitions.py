@@ -139,12 +139,14 @@ def _cause(rule: RuleId, field: str, message: str, kind: CauseType = CauseType.F
     return Cause(rule=rule, type=kind, field=field, message=message)
 
 
-def check_plug_binding(s: Situation) -> Iterator[Cause]:
-    for iface in s.changes.plugged:
+def check_plug_binding(situation: Situation) -> Iterator[Cause]:
+    for iface in situation.changes.plugged:
         binding = iface.binding
-        if binding is Binding.BRIDGE or (binding is None and not _unbound_accepted(s, iface)):
+        if binding is Binding.BRIDGE or (
+            binding is None and not _unbound_accepted(situation, iface)
+        ):
             continue  # no or several bindings are kubevirt-spec findings
-        if binding is Binding.SRIOV and s.config.allow_sriov_plug:
+        if binding is Binding.SRIOV and situation.config.allow_sriov_plug:
             continue
         if binding is Binding.SRIOV:
             reason = (
@@ -154,7 +156,8 @@ def check_plug_binding(s: Situation) -> Iterator[Cause]:
         elif binding is None and iface.bindings:
             names = ", ".join(b.value for b in iface.bindings)
             reason = (
-                f"it has several bindings ({names}); {s.release.name} accepts that, but which "
+                f"it has several bindings ({names}); {situation.release.name} accepts that, "
+                "but which "
                 "one KubeVirt plugs is undefined (v1.9 refuses it): keep exactly one"
             )
         else:
@@ -173,15 +176,15 @@ def check_plug_binding(s: Situation) -> Iterator[Cause]:
         )
 
 
-def _unbound_accepted(s: Situation, iface: Interface) -> bool:
+def _unbound_accepted(situation: Situation, iface: Interface) -> bool:
     """No binding, or several binding methods: KubeVirt's webhook accepts both before v1.9
     (it refuses only a plugin beside a method, a kubevirt-spec finding), yet its
     controller never plugs the first and plugs the second with an undefined binding."""
-    return s.release.before(9) and Binding.PLUGIN not in iface.bindings
+    return situation.release.before(9) and Binding.PLUGIN not in iface.bindings
 
 
-def check_plug_model(s: Situation) -> Iterator[Cause]:
-    for iface in s.changes.plugged:
+def check_plug_model(situation: Situation) -> Iterator[Cause]:
+    for iface in situation.changes.plugged:
         if iface.model and iface.model != "virtio":
             yield _cause(
                 RuleId.PLUG_MODEL,
@@ -192,9 +195,9 @@ def check_plug_model(s: Situation) -> Iterator[Cause]:
             )
 
 
-def check_plug_network(s: Situation) -> Iterator[Cause]:
-    for iface in s.changes.plugged:
-        net = s.spec.network(iface.name)
+def check_plug_network(situation: Situation) -> Iterator[Cause]:
+    for iface in situation.changes.plugged:
+        net = situation.spec.network(iface.name)
         if net is None or not net.sources:
             continue  # pairing and source problems are kubevirt-spec findings
         if net.secondary and net.multus_name:
@@ -215,32 +218,33 @@ def check_plug_network(s: Situation) -> Iterator[Cause]:
         )
 
 
-def _plugged_nads(s: Situation) -> Iterator[tuple[Interface, Network, str, str]]:
+def _plugged_nads(situation: Situation) -> Iterator[tuple[Interface, Network, str, str]]:
     """(interface, network, namespace, name) of the NAD each plugged interface refers to."""
-    for iface in s.changes.plugged:
-        net = s.spec.network(iface.name)
+    for iface in situation.changes.plugged:
+        net = situation.spec.network(iface.name)
         if net is None or not net.multus or not net.multus_name:
             continue
         namespace, _, name = net.multus_name.rpartition("/")
-        yield iface, net, namespace or s.namespace, name
+        yield iface, net, namespace or situation.namespace, name
 
 
-def check_nad_namespace(s: Situation) -> Iterator[Cause]:
-    for iface, net, namespace, name in _plugged_nads(s):
-        if namespace != s.namespace:
+def check_nad_namespace(situation: Situation) -> Iterator[Cause]:
+    for iface, net, namespace, name in _plugged_nads(situation):
+        if namespace != situation.namespace:
             yield _cause(
                 RuleId.NAD_NAMESPACE,
                 paths.network(net.position, "multus.networkName"),
                 f"'{iface.name}' refers to NetworkAttachmentDefinition '{namespace}/{name}' in "
-                f"another namespace; create it in '{s.namespace}' and use networkName: {name}",
+                f"another namespace; create it in '{situation.namespace}' and use "
+                f"networkName: {name}",
             )
 
 
-def check_nad_exists(s: Situation) -> Iterator[Cause]:
-    known = s.context.nads
+def check_nad_exists(situation: Situation) -> Iterator[Cause]:
+    known = situation.context.nads
     if known is None:
         return  # the engine turns unknown existence into a warning, see engine._unknowns
-    for iface, net, namespace, name in _plugged_nads(s):
+    for iface, net, namespace, name in _plugged_nads(situation):
         if f"{namespace}/{name}" not in known:
             yield _cause(
                 RuleId.NAD_EXISTS,
@@ -251,12 +255,12 @@ def check_nad_exists(s: Situation) -> Iterator[Cause]:
             )
 
 
-def check_machine_type(s: Situation) -> Iterator[Cause]:
-    if supports_pcie_hotplug(s.spec) or s.flat_bus:
+def check_machine_type(situation: Situation) -> Iterator[Cause]:
+    if supports_pcie_hotplug(situation.spec) or situation.flat_bus:
         return  # s390x hot plugs without ports; engine notes say it is unverified
-    machine = s.spec.machine_type or "default"
-    arch = s.spec.architecture or "default"
-    for iface in s.changes.plugged:
+    machine = situation.spec.machine_type or "default"
+    arch = situation.spec.architecture or "default"
+    for iface in situation.changes.plugged:
         yield _cause(
             RuleId.MACHINE_TYPE,
             f"{paths.SPEC}.domain.machine.type",
@@ -269,36 +273,40 @@ def check_machine_type(s: Situation) -> Iterator[Cause]:
 NO_LEDGER = Ledger()
 
 
-def current_run_ledger(s: Situation) -> Ledger:
+def current_run_ledger(situation: Situation) -> Ledger:
     """The ledger if it belongs to the VMI that runs now, else an empty one."""
-    if s.vmi is not None and s.vmi.uid and s.ledger.vmi != s.vmi.uid:
+    if (
+        situation.vmi is not None
+        and situation.vmi.uid
+        and situation.ledger.vmi != situation.vmi.uid
+    ):
         return NO_LEDGER
-    return s.ledger
+    return situation.ledger
 
 
-def capacity(s: Situation) -> Capacity:
-    ledger = current_run_ledger(s)
-    vmi_annotations = s.vmi.annotations if s.vmi is not None else {}
+def capacity(situation: Situation) -> Capacity:
+    ledger = current_run_ledger(situation)
+    vmi_annotations = situation.vmi.annotations if situation.vmi is not None else {}
     return measure(
-        vmi=s.vmi,
-        boot_spec=s.vmi.spec if s.vmi is not None else s.old.spec,
-        release=s.release,
+        vmi=situation.vmi,
+        boot_spec=situation.vmi.spec if situation.vmi is not None else situation.old.spec,
+        release=situation.release,
         ledger=ledger,
-        present=frozenset(s.spec.present_names()) if ledger.interfaces else frozenset(),
+        present=frozenset(situation.spec.present_names()) if ledger.interfaces else frozenset(),
         root_complex=on_root_complex(
-            s.new.template_annotations, vmi_annotations, s.new.annotations
+            situation.new.template_annotations, vmi_annotations, situation.new.annotations
         ),
-        site=s.config.hotplug_slots,
+        site=situation.config.hotplug_slots,
     )
 
 
-def check_hotplug_slots(s: Situation) -> Iterator[Cause]:
-    if s.flat_bus:
+def check_hotplug_slots(situation: Situation) -> Iterator[Cause]:
+    if situation.flat_bus:
         return
-    cap = s.capacity
+    cap = situation.capacity
     if cap.root_complex:
-        spare = s.config.root_complex_spare_slots
-        for number, iface in enumerate(s.changes.plugged, start=len(cap.hotplugged) + 1):
+        spare = situation.config.root_complex_spare_slots
+        for number, iface in enumerate(situation.changes.plugged, start=len(cap.hotplugged) + 1):
             if number > spare:
                 yield _cause(
                     RuleId.HOTPLUG_SLOTS,
@@ -308,7 +316,7 @@ def check_hotplug_slots(s: Situation) -> Iterator[Cause]:
                     f"{spare} spare PCIe port remains; {AUTO_RESTART_HINT}",
                 )
         return
-    present = sum(1 for iface in s.spec.interfaces if not iface.absent)
+    present = sum(1 for iface in situation.spec.interfaces if not iface.absent)
     excess = present - cap.limit
     if excess <= 0:
         return
@@ -320,7 +328,7 @@ def check_hotplug_slots(s: Situation) -> Iterator[Cause]:
         )
     else:
         why = cap.describe()
-    for iface in s.changes.plugged[-excess:]:
+    for iface in situation.changes.plugged[-excess:]:
         yield _cause(
             RuleId.HOTPLUG_SLOTS,
             paths.interface(iface.position),
@@ -329,41 +337,42 @@ def check_hotplug_slots(s: Situation) -> Iterator[Cause]:
         )
 
 
-def check_pci_slots(s: Situation) -> Iterator[Cause]:
-    if s.flat_bus:
+def check_pci_slots(situation: Situation) -> Iterator[Cause]:
+    if situation.flat_bus:
         return
-    cap = s.capacity
+    cap = situation.capacity
     # A plug into a port KubeVirt reserved at boot takes no new slot; only plugs
     # beyond the free reserved ports add devices to the bus.
     reserved = 0 if cap.root_complex else max(0, cap.reservation.total - cap.disks)
     free_before = max(0, reserved - len(cap.hotplugged))
-    free_after = max(0, free_before - len(s.changes.plugged))
-    added = len(s.changes.plugged) - (free_before - free_after)
+    free_after = max(0, free_before - len(situation.changes.plugged))
+    added = len(situation.changes.plugged) - (free_before - free_after)
     if added <= 0:
         return
-    estimate = estimate_pci(s.spec, reserved_ports=free_after)
-    if estimate.total <= s.config.pci_slots:
+    estimate = estimate_pci(situation.spec, reserved_ports=free_after)
+    if estimate.total <= situation.config.pci_slots:
         return
-    iface = s.changes.plugged[-1]
+    iface = situation.changes.plugged[-1]
     yield _cause(
         RuleId.PCI_SLOTS,
         paths.interface(iface.position),
         f"'{iface.name}' needs a new PCI slot but the VM would use an estimated "
-        f"{estimate.total} of {s.config.pci_slots} ({estimate.describe()}); remove a device "
+        f"{estimate.total} of {situation.config.pci_slots} ({estimate.describe()}); "
+        "remove a device "
         f"or {AUTO_RESTART_HINT}",
     )
 
 
-def check_live_migratable(s: Situation) -> Iterator[Cause]:
-    if s.vmi is None:
+def check_live_migratable(situation: Situation) -> Iterator[Cause]:
+    if situation.vmi is None:
         return
-    condition = s.vmi.conditions.get("LiveMigratable")
+    condition = situation.vmi.conditions.get("LiveMigratable")
     if condition is None or condition.status != "False":
         return
     detail = ": ".join(part for part in (condition.reason, condition.message) if part)
     why = f"the VMI is not live migratable ({detail or 'LiveMigratable=False'})"
-    migration = s.config.completion is Completion.MIGRATION
-    plugged = s.changes.plugged
+    migration = situation.config.completion is Completion.MIGRATION
+    plugged = situation.changes.plugged
     if plugged and (migration or any(Binding.SRIOV in iface.bindings for iface in plugged)):
         names = ", ".join(f"'{i.name}'" for i in plugged)
         yield _cause(
@@ -376,12 +385,12 @@ def check_live_migratable(s: Situation) -> Iterator[Cause]:
     # An unplug leaves the guest at once (virt-launcher detaches an absent NIC on
     # sync); only the pod interface waits for a migration, and since v1.6 KubeVirt
     # restarts a VM that cannot migrate for it when the CR lists Evict.
-    unplugged = s.changes.unplugged
+    unplugged = situation.changes.unplugged
     if (
         unplugged
         and migration
-        and EVICT in s.cluster.workload_update_methods
-        and not s.release.before(6)
+        and EVICT in situation.cluster.workload_update_methods
+        and not situation.release.before(6)
     ):
         names = ", ".join(f"'{i.name}'" for i in unplugged)
         yield _cause(
@@ -389,15 +398,16 @@ def check_live_migratable(s: Situation) -> Iterator[Cause]:
             paths.interface(unplugged[0].position, "state"),
             f"{names} would leave the guest at once, but its pod interface stays until a "
             f"migration; {why} and the KubeVirt CR lists Evict in "
-            f"spec.workloadUpdateStrategy.workloadUpdateMethods, so {s.release.name} would evict "
+            "spec.workloadUpdateStrategy.workloadUpdateMethods, so "
+            f"{situation.release.name} would evict "
             f"(restart) the VM to finish; {AUTO_RESTART_HINT}",
         )
 
 
-def check_unplug_legacy_naming(s: Situation) -> Iterator[Cause]:
-    if s.vmi is None or not s.vmi.legacy_naming():
+def check_unplug_legacy_naming(situation: Situation) -> Iterator[Cause]:
+    if situation.vmi is None or not situation.vmi.legacy_naming():
         return
-    for iface in s.changes.unplugged:
+    for iface in situation.changes.unplugged:
         yield _cause(
             RuleId.UNPLUG_LEGACY_NAMING,
             paths.interface(iface.position, "state"),
@@ -407,11 +417,11 @@ def check_unplug_legacy_naming(s: Situation) -> Iterator[Cause]:
         )
 
 
-def check_unplug_cancel(s: Situation) -> Iterator[Cause]:
-    if s.vmi is None:
+def check_unplug_cancel(situation: Situation) -> Iterator[Cause]:
+    if situation.vmi is None:
         return  # without the VMI the engine can only warn, see engine._unknowns
-    for iface in s.changes.cancelled:
-        running = s.vmi.spec.interface(iface.name)
+    for iface in situation.changes.cancelled:
+        running = situation.vmi.spec.interface(iface.name)
         if running is not None and running.absent:
             yield _cause(
                 RuleId.UNPLUG_CANCEL,
@@ -422,13 +432,13 @@ def check_unplug_cancel(s: Situation) -> Iterator[Cause]:
             )
 
 
-def check_plain_removal(s: Situation) -> Iterator[Cause]:
-    for removal in s.changes.removed:
-        old_iface = s.old.spec.interface(removal.name)
-        old_net = s.old.spec.network(removal.name)
+def check_plain_removal(situation: Situation) -> Iterator[Cause]:
+    for removal in situation.changes.removed:
+        old_iface = situation.old.spec.interface(removal.name)
+        old_net = situation.old.spec.network(removal.name)
         field = paths.INTERFACES if removal.interface is not None else paths.NETWORKS
-        if removal_eligible(old_net, old_iface, s.vmi):
-            if s.config.on_plain_removal.value == "allow":
+        if removal_eligible(old_net, old_iface, situation.vmi):
+            if situation.config.on_plain_removal.value == "allow":
                 continue
             yield _cause(
                 RuleId.PLAIN_REMOVAL,
@@ -437,7 +447,7 @@ def check_plain_removal(s: Situation) -> Iterator[Cause]:
                 "unplug it keep the interface and its network and set state: absent",
             )
             continue
-        why = _ineligible_reason(old_iface, old_net, s.vmi)
+        why = _ineligible_reason(old_iface, old_net, situation.vmi)
         yield _cause(
             RuleId.PLAIN_REMOVAL,
             field,
@@ -457,14 +467,17 @@ def _ineligible_reason(iface: Interface | None, net: Network | None, vmi: Instan
     return "only bridge interfaces on secondary multus networks can be unplugged"
 
 
-def check_restart_required(s: Situation) -> Iterator[Cause]:
+def check_restart_required(situation: Situation) -> Iterator[Cause]:
     # From v1.6 KubeVirt compares the VM template with the VMI (`IsRestartRequired`):
     # a change back to what runs clears RestartRequired, and an entry the VMI does
     # not have yet is hot plugged as it is. Before, and without a VMI, the old VM
     # is the best picture of what runs.
-    vmi = s.vmi.spec if s.vmi is not None and s.release.at_least(6) else None
-    when = f"{s.release.name if s.release.known else 'KubeVirt'} applies this only after a restart"
-    for change in s.changes.modified:
+    vmi = (
+        situation.vmi.spec if situation.vmi is not None and situation.release.at_least(6) else None
+    )
+    release = situation.release.name if situation.release.known else "KubeVirt"
+    when = f"{release} applies this only after a restart"
+    for change in situation.changes.modified:
         fields = change.fields
         if change.interface is not None:
             if vmi is not None:
@@ -481,7 +494,7 @@ def check_restart_required(s: Situation) -> Iterator[Cause]:
                 CauseType.INVALID,
             )
         elif change.network is not None:
-            before = s.old.spec.raw_networks.get(change.name)
+            before = situation.old.spec.raw_networks.get(change.name)
             if vmi is not None:
                 before = vmi.raw_networks.get(change.name)
                 if before is None:
@@ -490,22 +503,24 @@ def check_restart_required(s: Situation) -> Iterator[Cause]:
                 if not fields:
                     continue
             swap = before is not None and _only_nad_changed(before[1], change.network.raw)
-            if swap and _nad_swap_live(s):
+            if swap and _nad_swap_live(situation):
                 continue
             yield _cause(
                 RuleId.RESTART_REQUIRED,
                 paths.network(change.network.position),
                 f"network '{change.name}' changed ({', '.join(fields)}); {when}"
-                f"{_nad_swap_note(s) if swap else ''}",
+                f"{_nad_swap_note(situation) if swap else ''}",
                 CauseType.INVALID,
             )
-    if s.changes.declared and not s.changes.plugged:  # with a plug, implicit-pod-network judges
-        pod = running_pod_interface(s)
-        problem = declaration_problem(s, pod) if pod is not None else None
+    if (
+        situation.changes.declared and not situation.changes.plugged
+    ):  # with a plug, implicit-pod-network judges
+        pod = running_pod_interface(situation)
+        problem = declaration_problem(situation, pod) if pod is not None else None
         if problem is not None:
             yield _cause(
                 RuleId.RESTART_REQUIRED,
-                paths.interface(s.changes.declared[0].position),
+                paths.interface(situation.changes.declared[0].position),
                 f"{problem}; {when}",
                 CauseType.INVALID,
             )
@@ -523,52 +538,57 @@ def _only_nad_changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> bo
     return changed_fields(old, new) == ("networkName",)
 
 
-def _nad_swap_live(s: Situation) -> bool:
+def _nad_swap_live(situation: Situation) -> bool:
     """KubeVirt swaps the NAD of a running VM: always from v1.9, with its gate in v1.8."""
-    return s.release.at_least(9) or (
-        s.release.at_least(8) and NAD_SWAP_GATE in s.cluster.feature_gates
+    return situation.release.at_least(9) or (
+        situation.release.at_least(8) and NAD_SWAP_GATE in situation.cluster.feature_gates
     )
 
 
-def _nad_swap_note(s: Situation) -> str:
-    if s.release.at_least(8):
+def _nad_swap_note(situation: Situation) -> str:
+    if situation.release.at_least(8):
         return f" (enable the {NAD_SWAP_GATE} feature gate to swap it with a live migration)"
     return " (KubeVirt v1.8+ swaps networkName with a live migration)"
 
 
-def running_pod_interface(s: Situation) -> tuple[dict[str, Any], dict[str, Any]] | None:
+def running_pod_interface(situation: Situation) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """The pod interface and network KubeVirt added by itself (None: there is none).
 
     Only for a VM whose old template lists no interfaces and networks. The VMI's
     entries when known; else what KubeVirt adds: `{name: default, <the CR's
     defaultNetworkInterface, bridge upstream>: {}}` on `{name: default, pod: {}}`.
     """
-    if not implicit_pod_interface(s.old.spec):
+    if not implicit_pod_interface(situation.old.spec):
         return None
-    if s.vmi is not None:
-        spec = s.vmi.spec
+    if situation.vmi is not None:
+        spec = situation.vmi.spec
         for net in spec.networks:
             if net.pod:
                 entry = spec.raw_interfaces.get(net.name)
                 return (entry[1] if entry is not None else {"name": net.name}), net.raw
         return None  # autoattachPodInterface: false, or a multus default network
-    return {"name": "default", s.cluster.default_interface: {}}, {"name": "default", "pod": {}}
+    return {"name": "default", situation.cluster.default_interface: {}}, {
+        "name": "default",
+        "pod": {},
+    }
 
 
-def declaration_problem(s: Situation, running: tuple[dict[str, Any], dict[str, Any]]) -> str | None:
+def declaration_problem(
+    situation: Situation, running: tuple[dict[str, Any], dict[str, Any]]
+) -> str | None:
     """How the new template's pod interface differs from the one that runs; None if it matches."""
     iface, net = running
     name = text(iface.get("name"))
-    declared = s.spec.raw_interfaces.get(name)
-    declared_net = s.spec.raw_networks.get(name)
+    declared = situation.spec.raw_interfaces.get(name)
+    declared_net = situation.spec.raw_networks.get(name)
     if declared is None or declared_net is None or declared_net[1].get("pod") is None:
         return f"the template does not declare '{name}' as it runs: {flow(iface)} on {flow(net)}"
-    runs = "the VMI runs" if s.vmi is not None else "KubeVirt adds"
+    runs = "the VMI runs" if situation.vmi is not None else "KubeVirt adds"
     if changed_fields(net, declared_net[1]):
         return f"the template declares {flow(declared_net[1])} but {runs} {flow(net)}"
     if not changed_fields(iface, declared[1], ignore="state"):
         return None
-    if s.vmi is None and not s.cluster.known and _default_binding_only(declared[1]):
+    if situation.vmi is None and not situation.cluster.known and _default_binding_only(declared[1]):
         return None  # without the CR, either binding KubeVirt can be configured with may run
     return f"the template declares {flow(declared[1])} but {runs} {flow(iface)}"
 
@@ -590,19 +610,19 @@ def flow(value: object) -> str:
     return str(value)
 
 
-def check_implicit_pod_network(s: Situation) -> Iterator[Cause]:
-    running = running_pod_interface(s)
+def check_implicit_pod_network(situation: Situation) -> Iterator[Cause]:
+    running = running_pod_interface(situation)
     if running is None:
         return
     iface, net = running
     name = text(iface.get("name"))
-    if name in s.spec.raw_interfaces or name in s.spec.raw_networks:
-        problem = declaration_problem(s, running)
+    if name in situation.spec.raw_interfaces or name in situation.spec.raw_networks:
+        problem = declaration_problem(situation, running)
         if problem is None:
             return
         what = f"{problem}, which changes it at the next restart; declare it as it runs"
     else:
-        plugged = s.changes.plugged[0].name
+        plugged = situation.changes.plugged[0].name
         what = f"plugging '{plugged}' would drop it at the next restart; also declare it"
     yield _cause(
         RuleId.IMPLICIT_POD_NETWORK,
@@ -612,15 +632,15 @@ def check_implicit_pod_network(s: Situation) -> Iterator[Cause]:
     )
 
 
-def check_kubevirt_release(s: Situation) -> Iterator[Cause]:
-    release = s.release
+def check_kubevirt_release(situation: Situation) -> Iterator[Cause]:
+    release = situation.release
     if release.before(1):
         reason = (
             f"{release.name} hot plugs interfaces only through virtctl addinterface and "
             "removeinterface; an edited VM changes at its next restart"
         )
         fix = "use virtctl"
-    elif release.before(4) and HOTPLUG_NICS_GATE not in s.cluster.feature_gates:
+    elif release.before(4) and HOTPLUG_NICS_GATE not in situation.cluster.feature_gates:
         reason = (
             f"{release.name} hot plugs interfaces only with the {HOTPLUG_NICS_GATE} feature gate, "
             "which the KubeVirt CR does not list in "
@@ -630,13 +650,13 @@ def check_kubevirt_release(s: Situation) -> Iterator[Cause]:
         fix = "enable the gate"
     else:
         return
-    for iface in s.changes.plugged:
+    for iface in situation.changes.plugged:
         yield _cause(
             RuleId.KUBEVIRT_RELEASE,
             paths.interface(iface.position),
             f"'{iface.name}' cannot be hot plugged: {reason}; {fix} or {AUTO_RESTART_HINT}",
         )
-    for iface in s.changes.unplugged:
+    for iface in situation.changes.unplugged:
         yield _cause(
             RuleId.KUBEVIRT_RELEASE,
             paths.interface(iface.position, "state"),
@@ -644,11 +664,11 @@ def check_kubevirt_release(s: Situation) -> Iterator[Cause]:
         )
 
 
-def notes(s: Situation) -> Iterator[str]:
+def notes(situation: Situation) -> Iterator[str]:
     """Warnings about how the release affects an allowed change (each rule can mute its own)."""
-    changes = s.changes
-    release = s.release
-    actions = s.config.rules
+    changes = situation.changes
+    release = situation.release
+    actions = situation.config.rules
     if changes.hotplug and actions[RuleId.KUBEVIRT_RELEASE] is not Action.OFF and not release.known:
         yield (
             f"{RuleId.KUBEVIRT_RELEASE}: the KubeVirt release is unknown (no "
@@ -657,14 +677,14 @@ def notes(s: Situation) -> Iterator[str]:
         )
     if release.before(6) and actions[RuleId.RESTART_REQUIRED] is not Action.OFF:
         names = [iface.name for iface in changes.plugged + changes.unplugged]
-        names.extend(_link_state_changes(s))
+        names.extend(_link_state_changes(situation))
         if names:
             yield (
                 f"{RuleId.RESTART_REQUIRED}: {release.name} also marks the VM RestartRequired "
                 f"for {', '.join(repr(n) for n in names)} until it restarts (before v1.6 every "
                 "interface change does)"
             )
-    if changes.plugged and s.flat_bus and actions[RuleId.MACHINE_TYPE] is not Action.OFF:
+    if changes.plugged and situation.flat_bus and actions[RuleId.MACHINE_TYPE] is not Action.OFF:
         yield (
             f"{RuleId.MACHINE_TYPE}: hot plug on s390x is unverified: KubeVirt v1.9 runs its "
             "bridge hot plug tests there (earlier releases do not) and its flat bus has no PCIe "
@@ -672,11 +692,11 @@ def notes(s: Situation) -> Iterator[str]:
         )
 
 
-def _link_state_changes(s: Situation) -> list[str]:
+def _link_state_changes(situation: Situation) -> list[str]:
     """Interfaces whose link state (up, down or unset) changed."""
     names = []
-    for iface in s.spec.interfaces:
-        entry = s.old.spec.raw_interfaces.get(iface.name)
+    for iface in situation.spec.interfaces:
+        entry = situation.old.spec.raw_interfaces.get(iface.name)
         if entry is None or iface.absent:
             continue
         before = text(entry[1].get("state"))
@@ -685,18 +705,18 @@ def _link_state_changes(s: Situation) -> list[str]:
     return names
 
 
-def check_hotplug_in_progress(s: Situation) -> Iterator[Cause]:
-    field = paths.interface((s.changes.plugged + s.changes.unplugged)[0].position)
-    vmi = s.vmi
-    vmi_name = vmi.name if vmi is not None and vmi.name else s.new.name
-    for name, phase in unfinished_migrations(s.context.migrations, vmi_name):
+def check_hotplug_in_progress(situation: Situation) -> Iterator[Cause]:
+    field = paths.interface((situation.changes.plugged + situation.changes.unplugged)[0].position)
+    vmi = situation.vmi
+    vmi_name = vmi.name if vmi is not None and vmi.name else situation.new.name
+    for name, phase in unfinished_migrations(situation.context.migrations, vmi_name):
         yield _cause(
             RuleId.HOTPLUG_IN_PROGRESS,
             field,
             f"migration '{name}' of this VM is unfinished (phase {phase or 'new'}); wait until it "
             "succeeds or fails, then retry",
         )
-    if s.previous_unfinished is True:
+    if situation.previous_unfinished is True:
         yield _cause(
             RuleId.HOTPLUG_IN_PROGRESS,
             field,
@@ -705,23 +725,23 @@ def check_hotplug_in_progress(s: Situation) -> Iterator[Cause]:
         )
 
 
-def previous_request_unfinished(s: Situation) -> bool | None:
+def previous_request_unfinished(situation: Situation) -> bool | None:
     """True/False when known; None when neither the controller nor the VMI can tell."""
-    request = parse_request(s.old.annotations.get(REQUEST))
+    request = parse_request(situation.old.annotations.get(REQUEST))
     if request is None:
         return False
-    status = parse_status(s.old.annotations.get(STATUS))
+    status = parse_status(situation.old.annotations.get(STATUS))
     if status is not None and status.id == request.id and status.finished:
         return False
-    if s.vmi is not None:
-        if s.ledger.vmi and s.vmi.uid and s.ledger.vmi != s.vmi.uid:
+    if situation.vmi is not None:
+        if situation.ledger.vmi and situation.vmi.uid and situation.ledger.vmi != situation.vmi.uid:
             return False  # the VM restarted since: hot plugged NICs are ordinary now
         plugged_done = all(
-            (entry := s.vmi.status_interfaces.get(name)) is not None
+            (entry := situation.vmi.status_interfaces.get(name)) is not None
             and "domain" in entry.info_source
             for name in request.plug
         )
-        unplugged_done = all(name not in s.vmi.status_interfaces for name in request.unplug)
+        unplugged_done = all(name not in situation.vmi.status_interfaces for name in request.unplug)
         return not (plugged_done and unplugged_done)
     if status is not None and status.id == request.id:
         return True
@@ -732,28 +752,28 @@ Rule = Callable[[Situation], Iterator[Cause]]
 Trigger = Callable[[Changes], bool]
 
 
-def _plugs(c: Changes) -> bool:
-    return bool(c.plugged)
+def _plugs(changes: Changes) -> bool:
+    return bool(changes.plugged)
 
 
-def _hotplug(c: Changes) -> bool:
-    return bool(c.plugged or c.unplugged)
+def _hotplug(changes: Changes) -> bool:
+    return bool(changes.plugged or changes.unplugged)
 
 
-def _unplugs(c: Changes) -> bool:
-    return bool(c.unplugged)
+def _unplugs(changes: Changes) -> bool:
+    return bool(changes.unplugged)
 
 
-def _cancels(c: Changes) -> bool:
-    return bool(c.cancelled)
+def _cancels(changes: Changes) -> bool:
+    return bool(changes.cancelled)
 
 
-def _removals(c: Changes) -> bool:
-    return bool(c.removed)
+def _removals(changes: Changes) -> bool:
+    return bool(changes.removed)
 
 
-def _modifications(c: Changes) -> bool:
-    return bool(c.modified or c.declared)
+def _modifications(changes: Changes) -> bool:
+    return bool(changes.modified or changes.declared)
 
 
 # (rule, check, the kind of change it judges): a rule runs only when its kind occurs.
