@@ -126,14 +126,14 @@ def review_steps(body: bytes) -> dict[str, Callable[[], object]]:
     from webhook.admission import Admission, check_patch  # noqa: PLC0415
     from webhook.context import OfflineContext  # noqa: PLC0415
     from webhook.metrics import Metrics  # noqa: PLC0415
-    from webhook.reviews import parse_envelope, parse_request, render_review  # noqa: PLC0415
+    from webhook.reviews import parse_admission_request, parse_envelope, render_review  # noqa: PLC0415
 
     admission = Admission(
         evaluate=evaluate, config=PolicyConfig(), context=OfflineContext(), keys=KEYS
     )
     metrics = Metrics()
     envelope, raw = parse_envelope(body)
-    parsed = parse_request(envelope, raw)
+    parsed = parse_admission_request(envelope, raw)
 
     def answer() -> Any:
         now = time.monotonic()
@@ -153,7 +153,7 @@ def review_steps(body: bytes) -> dict[str, Callable[[], object]]:
         )
 
     return {
-        "parse (json.loads too)": lambda: parse_request(*parse_envelope(body)),
+        "parse (json.loads too)": lambda: parse_admission_request(*parse_envelope(body)),
         "engine (Admission.answer)": answer,
         "render": lambda: render_review(envelope, answered, mode=Mode.MUTATE),
         "patch check": check,

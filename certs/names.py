@@ -17,9 +17,10 @@ from certs.errors import CertificateSettingsError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-# RFC 1123 labels; a leading "*." wildcard label is allowed as in Kubernetes DNS SANs
-_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
-_DNS_NAME = re.compile(rf"(\*\.)?{_LABEL}(\.{_LABEL})*")
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+"""An RFC 1123 label, as Kubernetes names Services and namespaces (match it in full)."""
+# a leading "*." wildcard label is allowed as in Kubernetes DNS SANs
+_DNS_NAME = re.compile(rf"(\*\.)?{DNS_LABEL.pattern}(\.{DNS_LABEL.pattern})*")
 _MAX_DNS_NAME = 253
 
 

@@ -17,7 +17,6 @@ from typing import Any
 
 from controller.objects import (
     FINAL_MIGRATION_PHASES,
-    MIGRATION_VMI_LABEL,
     SUCCEEDED,
     WORKLOAD_UPDATE,
     Object,
@@ -28,6 +27,7 @@ from controller.objects import (
     parse_time,
     text,
 )
+from policy.instances import MIGRATION_VMI_LABEL
 
 API_VERSION = "kubevirt.io/v1"
 KIND = "VirtualMachineInstanceMigration"

@@ -21,7 +21,6 @@ FINAL_MIGRATION_PHASES = frozenset({SUCCEEDED, FAILED})
 LIVE_MIGRATABLE = "LiveMigratable"
 MIGRATION_REQUIRED = "MigrationRequired"
 LIVE_MIGRATE = "LiveMigrate"
-MIGRATION_VMI_LABEL = "kubevirt.io/vmi-name"
 WORKLOAD_UPDATE = "kubevirt.io/workloadUpdateMigration"
 DOMAIN = "domain"
 

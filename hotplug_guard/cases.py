@@ -2,11 +2,12 @@
 
 A case gives `old` (omit for CREATE), `new` or `change` (RFC 6902 ops applied to
 `old`), optional `user`, `dryRun`, `context`, `kubevirtVersion` (the release the
-context's KubeVirt CR reports, e.g. `v1.7.2`), `config` and `mode`, and `expect`:
+context's KubeVirt CR reports, e.g. `v1.7.2`) and `config`, and `expect`:
 `allowed`, `causes` (rule, field, type, message regex; checked exactly, in
 order), `warnings` (regexes, checked exactly when given), `audit` (rule, message
 regex), `patch` (exact, when given) and `annotations` (JSON-subset of each
-`hotplug-guard.io/` annotation on the resulting object; null = absent).
+`hotplug-guard.io/` annotation on the resulting object; null = absent). There is no
+`mode`: every case runs both phases, mutating then validating, as kube-apiserver does.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hotplug_guard.checking import CheckResult, PatchFailed, check
+from hotplug_guard.checking import CheckResult, check
 from hotplug_guard.errors import UsageError
 from hotplug_guard.inputs import Source, build_review, with_kubevirt_version
 from policy import Cause, ConfigError, Context, PolicyConfig, Review, parse_config
+from webhook.patches import PatchSelfCheckError
 
 CASE_KEYS = frozenset(
     {
@@ -142,7 +144,7 @@ def run_case(case: Case) -> Outcome:
     """Run the case through `check` and compare with its expectations."""
     try:
         result = check(case.review, case.context, case.config)
-    except PatchFailed as error:
+    except PatchSelfCheckError as error:
         return Outcome(name=case.name, failures=(str(error),))
     return Outcome(name=case.name, failures=tuple(compare(case.expect, result)))
 

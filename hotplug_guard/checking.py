@@ -7,13 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import jsonpatch
-
 from policy import Cause, Context, Mode, PolicyConfig, Review, evaluate
-
-
-class PatchFailed(RuntimeError):
-    """The engine produced a patch that does not apply: a bug, reported as such."""
+from webhook.patches import check_engine_patch
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,15 +38,15 @@ class CheckResult:
 
 
 def check(review: Review, context: Context, config: PolicyConfig) -> CheckResult:
-    """Run the mutating phase, apply its patch, then the validating phase on the result."""
+    """Run the mutating phase, apply its patch, then the validating phase on the result.
+
+    `PatchSelfCheckError` when the engine's patch does not apply: a bug, reported as such.
+    """
     mutated = evaluate(review, context, config, mode=Mode.MUTATE)
     patch = mutated.render_patch()
     obj: Any = review.new
     if patch:
-        try:
-            obj = jsonpatch.apply_patch(copy.deepcopy(review.new), patch)
-        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as error:
-            raise PatchFailed(f"the mutation patch does not apply: {error}") from error
+        obj = check_engine_patch(copy.deepcopy(review.new), patch)
     if not mutated.allowed:
         return _result(mutated.causes, mutated.warnings, mutated.audit, patch, obj, allowed=False)
     validated = evaluate(

@@ -160,7 +160,7 @@ def _admission_review(source: Source) -> Review:
     """The VirtualMachine CREATE or UPDATE of an AdmissionReview, read as the webhook reads it."""
     try:
         envelope, raw = reviews.parse_envelope(json.dumps(source.data).encode())
-        request = reviews.parse_request(envelope, raw)
+        request = reviews.parse_admission_request(envelope, raw)
     except reviews.RequestError as error:
         raise source.error((), f"the webhook would refuse this review: {error}") from None
     if not request.is_virtual_machine:

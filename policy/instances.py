@@ -7,12 +7,13 @@ from collections.abc import Mapping
 from typing import Any, Final, final
 
 from policy.values import Value
-from policy.views import Spec, mapping, parse_spec, text
+from policy.views import Spec, array, mapping, parse_spec, text
 
 FINAL_VMI_PHASES = frozenset({"Succeeded", "Failed"})
 FINAL_MIGRATION_PHASES = frozenset({"Succeeded", "Failed"})
 ORDINAL_POD_INTERFACE = re.compile(r"net[0-9]+")
 MIGRATION_VMI_LABEL = "kubevirt.io/vmi-name"
+"""The label KubeVirt puts on a migration: the name of the VMI it moves."""
 
 
 @final
@@ -76,7 +77,7 @@ class Instance:
         if self._status_interfaces is not None:
             return self._status_interfaces
         interfaces: dict[str, StatusInterface] = {}
-        for item in _list(mapping(self.raw.get("status")).get("interfaces")):
+        for item in array(mapping(self.raw.get("status")).get("interfaces")):
             entry = mapping(item)
             name = text(entry.get("name"))
             sources = text(entry.get("infoSource")).split(",")
@@ -97,7 +98,7 @@ class Instance:
         if self._conditions is not None:
             return self._conditions
         conditions: dict[str, Condition] = {}
-        for item in _list(mapping(self.raw.get("status")).get("conditions")):
+        for item in array(mapping(self.raw.get("status")).get("conditions")):
             entry = mapping(item)
             conditions.setdefault(
                 text(entry.get("type")),
@@ -117,7 +118,7 @@ class Instance:
             self._hotplugged_volumes = frozenset(
                 [
                     text(mapping(item).get("name"))
-                    for item in _list(mapping(self.raw.get("status")).get("volumeStatus"))
+                    for item in array(mapping(self.raw.get("status")).get("volumeStatus"))
                     if mapping(item).get("hotplugVolume") is not None
                 ]
             )
@@ -162,7 +163,3 @@ def unfinished_migrations(migrations: tuple[object, ...], vmi_name: str) -> list
         if target == vmi_name and phase not in FINAL_MIGRATION_PHASES:
             result.append((text(metadata.get("name")) or text(metadata.get("generateName")), phase))
     return result
-
-
-def _list(value: object) -> list[Any]:
-    return value if isinstance(value, list) else []

@@ -29,7 +29,7 @@ from typing import Any, Final, final
 
 from policy.cluster import Release
 from policy.values import Value
-from policy.views import Spec, mapping, text
+from policy.views import Spec, array, mapping, text
 
 SLOT_COUNT_ANNOTATION = "kubevirt.io/pci-interface-slot-count"
 TOPOLOGY_ANNOTATION = "kubevirt.io/pci-topology-version"
@@ -188,9 +188,9 @@ def count_pci_devices(spec: Spec, *, interfaces: int, skip_disks: frozenset[str]
     fewer free ports.
     """
     devices = spec.devices
-    disks = _list(devices.get("disks"))
+    disks = array(devices.get("disks"))
     scsi_disks = any(_bus(mapping(disk)) == "scsi" for disk in disks)
-    count = interfaces + len(_list(devices.get("hostDevices"))) + len(_list(devices.get("gpus")))
+    count = interfaces + len(array(devices.get("hostDevices"))) + len(array(devices.get("gpus")))
     count += 1  # usb controller
     if devices.get("disableHotplug") is not True or scsi_disks:
         count += 1  # scsi controller
@@ -201,7 +201,7 @@ def count_pci_devices(spec: Spec, *, interfaces: int, skip_disks: frozenset[str]
         for disk in disks
         if _bus(mapping(disk)) == "virtio" and text(mapping(disk).get("name")) not in skip_disks
     )
-    count += sum(1 for item in _list(devices.get("inputs")) if mapping(item).get("bus") == "virtio")
+    count += sum(1 for item in array(devices.get("inputs")) if mapping(item).get("bus") == "virtio")
     count += 1 if devices.get("watchdog") is not None else 0
     count += 1 if devices.get("rng") is not None else 0
     return count + 1  # memory balloon
@@ -213,7 +213,7 @@ def hotplugged_virtio_disks(spec: Spec, volumes: frozenset[str]) -> int:
         return 0
     return sum(
         1
-        for disk in _list(spec.devices.get("disks"))
+        for disk in array(spec.devices.get("disks"))
         if text(mapping(disk).get("name")) in volumes and _bus(mapping(disk)) == "virtio"
     )
 
@@ -283,17 +283,17 @@ class PciEstimate(Value):
 def estimate_pci(spec: Spec, *, reserved_ports: int) -> PciEstimate:
     """Estimate the PCI slots the VM's devices take (each device behind its own root port)."""
     devices = spec.devices
-    disks = sum(1 for disk in _list(devices.get("disks")) if _bus(mapping(disk)) == "virtio")
-    scsi = 1 if any(_bus(mapping(disk)) == "scsi" for disk in _list(devices.get("disks"))) else 0
-    inputs = _list(devices.get("inputs"))
+    disks = sum(1 for disk in array(devices.get("disks")) if _bus(mapping(disk)) == "virtio")
+    scsi = 1 if any(_bus(mapping(disk)) == "scsi" for disk in array(devices.get("disks"))) else 0
+    inputs = array(devices.get("inputs"))
     classes = (
         ("chipset", CHIPSET_SLOTS),
         ("interfaces", sum(1 for iface in spec.interfaces if not iface.absent)),
         ("reserved hot plug ports", reserved_ports),
         ("virtio disks", disks),
         ("scsi controller", scsi),
-        ("host devices", len(_list(devices.get("hostDevices"))) + len(_list(devices.get("gpus")))),
-        ("filesystems", len(_list(devices.get("filesystems")))),
+        ("host devices", len(array(devices.get("hostDevices"))) + len(array(devices.get("gpus")))),
+        ("filesystems", len(array(devices.get("filesystems")))),
         ("virtio inputs", sum(1 for i in inputs if mapping(i).get("bus") == "virtio")),
         ("rng", 1 if devices.get("rng") is not None else 0),
         ("watchdog", 1 if devices.get("watchdog") is not None else 0),
@@ -303,7 +303,3 @@ def estimate_pci(spec: Spec, *, reserved_ports: int) -> PciEstimate:
         ("vsock", 1 if devices.get("autoattachVSOCK") is True else 0),
     )
     return PciEstimate(classes=classes)
-
-
-def _list(value: object) -> list[Any]:
-    return value if isinstance(value, list) else []

@@ -329,6 +329,11 @@ def mapping(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else EMPTY
 
 
+def array(value: object) -> list[Any]:
+    """`value` if it is a JSON array, else an empty one."""
+    return value if isinstance(value, list) else []
+
+
 def text(value: object) -> str:
     """`value` if it is a string, else the empty string."""
     return value if isinstance(value, str) else ""

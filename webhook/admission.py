@@ -16,7 +16,7 @@ from policy.config import ContextUnavailable
 from policy.deadline import Deadline, DeadlineExceeded
 from policy.signing import SigningKeys
 from webhook.context import ContextSource, ContextState
-from webhook.patches import PatchError, apply_patch
+from webhook.patches import check_engine_patch
 from webhook.reviews import (
     AdmissionRequest,
     AdmissionReviewWire,
@@ -70,10 +70,6 @@ class MonotonicDeadline:
 
     def expired(self) -> bool:
         return time.monotonic() >= self.at
-
-
-class PatchSelfCheckError(Exception):
-    """The engine produced a patch that does not apply to the object it was made for."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -192,7 +188,4 @@ def check_patch(request: AdmissionRequest, answer: Answer, document: AdmissionRe
     """
     if "patch" not in document["response"]:
         return
-    try:
-        apply_patch(request.object, answer.verdict.render_patch())
-    except PatchError as error:
-        raise PatchSelfCheckError(f"engine patch does not apply: {error}") from error
+    check_engine_patch(request.object, answer.verdict.render_patch())

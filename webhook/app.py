@@ -30,8 +30,8 @@ from webhook.reviews import (
     Disposition,
     RequestError,
     compact_json,
+    parse_admission_request,
     parse_envelope,
-    parse_request,
     render_review,
 )
 
@@ -73,7 +73,7 @@ def create_app(*, admission: Admission, metrics: Metrics) -> Flask:
         try:
             environ = request.environ
             envelope, raw = parse_envelope(_read_body(environ))
-            parsed = parse_request(envelope, raw)
+            parsed = parse_admission_request(envelope, raw)
         except RequestError as error:
             metrics.invalid.labels(endpoint, str(error.status)).inc()
             LOG.info(

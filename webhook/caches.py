@@ -23,9 +23,8 @@ from kubernetes import client
 from kubecache import Reflector, Resource
 from kubecache.reflectors import WATCH_SECONDS
 from policy import Context
+from policy.instances import MIGRATION_VMI_LABEL
 from webhook.context import ContextLookup, ContextState
-
-MIGRATION_VMI_LABEL = "kubevirt.io/vmi-name"
 
 
 def _pick(data: object, *keys: str) -> dict[str, Any]:

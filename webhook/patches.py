@@ -3,7 +3,7 @@
 A patch that does not apply in kube-apiserver fails the request as an internal
 error, even with failurePolicy Ignore, so the webhook applies each patch it is
 about to send to the object it was made for. That check runs on every mutating
-review, and `jsonpatch` (which the CLI and the tests use) spends several times
+review, and `jsonpatch` (which the tests use) spends several times
 the engine's own time building operation and pointer objects for it; this applier
 walks the object directly. It is at least as strict as RFC 6902 and 6901 ask:
 
@@ -16,7 +16,8 @@ walks the object directly. It is at least as strict as RFC 6902 and 6901 ask:
   patch with any other operation is refused as not applying.
 
 `tests/webhook/test_patches.py` holds it to `jsonpatch` on the engine's patches
-and on patches that must fail.
+and on patches that must fail. The offline `hotplug-guard check` and `test` check
+the engine's patches with it too (`check_engine_patch`), so both say the same.
 """
 
 from __future__ import annotations
@@ -29,6 +30,21 @@ _NUMBERS = (int, float)
 
 class PatchError(Exception):
     """An operation of the patch does not apply to the document."""
+
+
+class PatchSelfCheckError(Exception):
+    """The engine produced a patch that does not apply to the object it was made for: a bug."""
+
+
+def check_engine_patch(document: Any, operations: Iterable[Mapping[str, Any]]) -> Any:
+    """`document` with the engine's patch applied (`apply_patch`), as kube-apiserver will
+    apply it; `PatchSelfCheckError` when it does not apply. The one self-check of the
+    webhook and of the offline `check`.
+    """
+    try:
+        return apply_patch(document, operations)
+    except PatchError as error:
+        raise PatchSelfCheckError(f"the engine's patch does not apply: {error}") from error
 
 
 def apply_patch(document: Any, operations: Iterable[Mapping[str, Any]]) -> Any:

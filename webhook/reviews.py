@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NotRequired, TypedDict
 
 from policy import Cause, Mode, Operation, Review, UserInfo, Verdict
+from policy.engine import ALLOWED
 
 API_VERSION = "admission.k8s.io/v1"
 KIND = "AdmissionReview"
@@ -207,8 +208,6 @@ INTERNAL_ERROR = Refusal(
     "under this request's uid",
 )
 
-ALLOW = Verdict(allowed=True)
-
 
 class Disposition(enum.StrEnum):
     """How a request was handled, for the log line and the metrics."""
@@ -226,7 +225,7 @@ class Answer:
     """Everything the response will say: the engine's verdict plus the webhook's own notes."""
 
     disposition: Disposition
-    verdict: Verdict = ALLOW
+    verdict: Verdict = ALLOWED
     refusal: Refusal | None = None
     warnings: tuple[str, ...] = ()
     audit: Mapping[str, str] = field(default_factory=dict)
@@ -282,7 +281,7 @@ def parse_envelope(body: bytes) -> tuple[Envelope, Mapping[str, Any]]:
     return Envelope(api_version=api_version, kind=kind, uid=uid, name=name), request
 
 
-def parse_request(envelope: Envelope, request: Mapping[str, Any]) -> AdmissionRequest:
+def parse_admission_request(envelope: Envelope, request: Mapping[str, Any]) -> AdmissionRequest:
     """Check the request's shape; `RequestError` (HTTP 400) for what kube-apiserver never sends."""
     try:
         operation = Operation(str(request.get("operation")))

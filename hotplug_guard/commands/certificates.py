@@ -12,7 +12,6 @@ import contextlib
 import ipaddress
 import json
 import logging
-import re
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -29,7 +28,7 @@ from certs.directory import write_material
 from certs.errors import CertificateSettingsError
 from certs.issuance import MIN_RSA_BITS, KeySpec, KeyType
 from certs.material import CA_CERT, CA_KEY, TLS_CERT, TLS_KEY
-from certs.names import parse_hosts, service_hosts
+from certs.names import DNS_LABEL, parse_hosts, service_hosts
 from certs.rotation import DEFAULT_POLICY, RotationPolicy
 from hotplug_guard import kubeconfig
 from hotplug_guard.commands.helptext import FORMATTER, examples
@@ -42,7 +41,6 @@ log = logging.getLogger(__name__)
 DEFAULT_INTERVAL_SECONDS = 600
 PROBE_SLACK_SECONDS = 300.0
 """How much longer than --interval a run may take before the loop counts as stuck."""
-_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 def register(subparsers: Any) -> None:
@@ -315,7 +313,7 @@ def _hosts(args: argparse.Namespace) -> list[str]:
 
 
 def _name(option: str, value: str) -> str:
-    if not _DNS_LABEL.fullmatch(value):
+    if not DNS_LABEL.fullmatch(value):
         raise UsageError(
             f"{option} {value!r} is not a valid Kubernetes name (lower-case letters, digits "
             "and '-', at most 63 characters)"

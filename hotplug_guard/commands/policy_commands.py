@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from hotplug_guard.cases import case_files, load_case, run_case
-from hotplug_guard.checking import CheckResult, PatchFailed, check
+from hotplug_guard.checking import CheckResult, check
 from hotplug_guard.commands.helptext import FORMATTER, examples
 from hotplug_guard.errors import UsageError
 from hotplug_guard.files import default_config_text, load_policy_config
 from hotplug_guard.inputs import load_context, load_review, with_kubevirt_version
 from policy import CATALOGUE, Context
+from webhook.patches import PatchSelfCheckError
 
 EXIT_ALLOWED = 0
 EXIT_DENIED = 1
@@ -146,7 +147,7 @@ def run_check(args: argparse.Namespace) -> int:
         context = with_kubevirt_version(context, args.kubevirt_version)
     try:
         result = check(review, context, config)
-    except PatchFailed as error:
+    except PatchSelfCheckError as error:
         raise UsageError(f"internal error, please report it: {error}") from None
     if args.output == "json":
         print(json.dumps(result.render(), indent=2))

@@ -15,7 +15,13 @@ from policy import Mode, evaluate
 from policy.signing import SigningKeys
 from tests.policy.strategies import updates
 from tests.policy.test_properties import _review
-from webhook.patches import PatchError, apply_patch, json_equal
+from webhook.patches import (
+    PatchError,
+    PatchSelfCheckError,
+    apply_patch,
+    check_engine_patch,
+    json_equal,
+)
 
 CASES = Path(__file__).parents[1] / "policy" / "cases"
 KEYS = SigningKeys(signing=b"k" * 32)
@@ -134,3 +140,13 @@ def test_json_equality_follows_json_types() -> None:
     assert not json_equal([1, 2], [1])
     assert not json_equal("1", 1)
     assert json_equal(None, None)
+
+
+def test_an_engine_patch_that_does_not_apply_is_a_self_check_error() -> None:
+    """The one self-check of the webhook and of the offline check: a bug, named as such."""
+    document = {"spec": {}}
+    assert check_engine_patch(document, [{"op": "add", "path": "/spec/a", "value": 1}]) == {
+        "spec": {"a": 1}
+    }
+    with pytest.raises(PatchSelfCheckError, match=r"^the engine's patch does not apply: "):
+        check_engine_patch(document, [{"op": "replace", "path": "/status/b", "value": 1}])
