@@ -31,7 +31,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import ssl
 import statistics
 import subprocess
@@ -50,7 +49,13 @@ from benchmarks.webhook_bodies import four_nic_update_bytes
 from certs import ensure_local
 from hotplug_guard.logs import configure
 from policy import PolicyConfig, Verdict
-from tests.webhook.service import ESTABLISHED, child_pids, sockets_held, tcp_sockets
+from tests.webhook.service import (
+    ESTABLISHED,
+    child_pids,
+    free_port,
+    sockets_held,
+    tcp_sockets,
+)
 from webhook.server import ServerOptions, serve
 from webhook.tls import ServingContext
 
@@ -267,13 +272,6 @@ def signing_keys(tmp: Path) -> Path:
     directory.mkdir(exist_ok=True)
     (directory / "key").write_text("benchmark-signing-key-of-32-bytes-or-more")
     return directory
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @contextlib.contextmanager
