@@ -150,6 +150,19 @@ def test_serve_writes_what_every_package_logs_as_json(tmp_path: Path) -> None:
     assert ("hotplug_guard.webhook.server", "info") in levels
 
 
+def _python(*args: str) -> subprocess.CompletedProcess[str]:
+    """This Python on `args`, in the source tree; stdout and stderr captured."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def _run_until_logged(
     command: list[str], *, logger: str, tmp_path: Path, seconds: float = 30
 ) -> list[dict[str, Any]]:
@@ -197,15 +210,7 @@ def test_certs_ensure_writes_its_errors_as_json(tmp_path: Path) -> None:
     command = ["certs", "ensure", "--once", "--service=guard", "--namespace=guard"]
     command += ["--secret-name=guard-tls", f"--kubeconfig={kubeconfig}"]
     command += ["--mutating-webhook-config=guard", "--validating-webhook-config=guard"]
-    done = subprocess.run(
-        [sys.executable, "-m", "hotplug_guard", *command],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = _python("-m", "hotplug_guard", *command)
     assert done.returncode == 1, done.stderr
     (entry,) = _json_lines(done.stderr)
     assert entry["logger"] == "hotplug_guard.commands.certificates"
@@ -220,15 +225,8 @@ def test_a_warning_of_each_package_under_the_root_is_a_json_line(package: str) -
         "import logging; from hotplug_guard.logs import configure; configure(); "
         f"logging.getLogger('hotplug_guard.{package}.module').warning('careful')"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
+    done = _python("-c", script)
+    assert done.returncode == 0, done.stderr
     (entry,) = _json_lines(done.stderr)
     assert entry["logger"] == f"hotplug_guard.{package}.module"
     assert (entry["level"], entry["message"]) == ("warning", "careful")
