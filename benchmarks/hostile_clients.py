@@ -38,7 +38,8 @@ from pathlib import Path
 import yaml
 
 from benchmarks.webhook_bodies import four_nic_update_bytes
-from benchmarks.webhook_load import free_port, running, signing_keys
+from benchmarks.webhook_load import running, signing_keys
+from tests.webhook.service import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 CHART_VALUES = REPO / "charts" / "hotplug-guard" / "values.yaml"

@@ -144,7 +144,7 @@ def test_json_equality_follows_json_types() -> None:
 
 def test_an_engine_patch_that_does_not_apply_is_a_self_check_error() -> None:
     """The one self-check of the webhook and of the offline check: a bug, named as such."""
-    document = {"spec": {}}
+    document: dict[str, Any] = {"spec": {}}
     assert check_engine_patch(document, [{"op": "add", "path": "/spec/a", "value": 1}]) == {
         "spec": {"a": 1}
     }
