@@ -16,7 +16,7 @@
 # Every dependency, of the image and of the build, is the version requirements.lock
 # (requirements-build.lock) pins, checked against the hashes there (--require-hashes),
 # so two builds of one commit install the same files; scripts/lock regenerates the locks.
-# --no-deps: the lock is complete (tests/test_lock.py), pip adds nothing of its own.
+# --no-deps: the lock is complete (tests/chart/test_lock.py), pip adds nothing of its own.
 
 ARG BUILD_IMAGE=docker.io/library/python:3.11-bookworm
 ARG PYTHON_IMAGE=docker.io/library/python:3.11-slim-bookworm
