@@ -22,7 +22,7 @@ from policy import Operation, UserInfo
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
-CASES = Path(__file__).parent / "cases"
+CASES = ROOT / "tests" / "policy" / "cases"
 
 
 def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
