@@ -59,6 +59,22 @@ def test_only_the_configured_kubevirt_namespace_is_exempt() -> None:
     )
 
 
+def test_the_kubevirt_namespace_sits_among_the_other_exemptions_in_any_order() -> None:
+    config = parse_config(
+        {"exemptions": {"kubevirtNamespace": "virt", "usernames": ["bob"], "groups": ["ops"]}}
+    )
+    assert config.exemptions.usernames == {"bob"}
+    assert config.exemptions.groups == {"ops"}
+    assert config.exemptions.kubevirt_controller == "system:serviceaccount:virt:kubevirt-controller"
+
+
+def test_a_null_kubevirt_namespace_exempts_no_kubevirt_controller() -> None:
+    """`kubevirtNamespace:` left empty in YAML reads as null: no namespace, like ""."""
+    config = parse_config({"exemptions": {"kubevirtNamespace": None}})
+    assert config.exemptions.kubevirt_namespace == ""
+    assert config.exemptions.kubevirt_controller == ""
+
+
 RULE_IDS = ", ".join(info.id.value for info in CATALOGUE)
 TOP_KEYS = (
     "allowSriovPlug, completion, contextUnavailable, controllerUsername, defaultModelVirtio, "

@@ -27,6 +27,7 @@ from policy.signing import (
     SigningKeys,
     request_message,
     sign_request,
+    signature_valid,
     verify_request,
 )
 from webhook.reviews import MAX_WARNING_CHARS
@@ -109,6 +110,32 @@ def test_the_signature_is_hmac_sha256_over_the_documented_netstrings() -> None:
     assert signed.signature == "v1:" + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
+def test_the_signature_of_a_fixed_request_never_changes() -> None:
+    """Webhook and controller replicas of different releases meet during an upgrade: a
+    request signed by one must verify in the other, so the bytes signed are fixed."""
+    request = HotplugRequest(
+        id="4c062900d22c7008", plug=("nic1",), unplug=("nic3", "nic4"), generation=12
+    )
+    message = (
+        b"27:hotplug-guard.io/request/v1,3:uid,7:default,6:vm-one,2:12,"
+        b"16:4c062900d22c7008,7:4:nic1,,14:4:nic3,4:nic4,,"
+    )
+    assert request_message(request, uid="uid", namespace="default", name="vm-one") == message
+    signed = sign_request(request, uid="uid", namespace="default", name="vm-one", key=KEY)
+    assert signed.signature == "v1:uAWrXtOGb5KEHC3IRBM9JlQIgwZ6gIi59CpU4ojaQXM"
+
+
+def test_names_json_allows_but_utf_8_cannot_encode_are_signed_all_the_same() -> None:
+    """A lone surrogate (`"\\ud800"` in JSON) is signed as such, never an error."""
+    request = HotplugRequest(id="4c062900d22c7008", plug=("nic\ud800",), generation=1)
+    signed = sign_request(request, uid="uid", namespace="default", name="vm-one", key=KEY)
+    assert signature_valid(signed, uid="uid", namespace="default", name="vm-one", keys=[KEY])
+    other = HotplugRequest(
+        id=request.id, plug=("nic\udc00",), generation=1, signature=signed.signature
+    )
+    assert not signature_valid(other, uid="uid", namespace="default", name="vm-one", keys=[KEY])
+
+
 def stored_plug() -> dict[str, Any]:
     old = running_vm()
     allowed, stored = admit(old, plugged(old))
@@ -185,7 +212,15 @@ def test_keys_shorter_than_32_bytes_are_refused_and_never_printed() -> None:
         SigningKeys(signing=b"short")
     with pytest.raises(InvalidKey):
         SigningKeys(signing=KEY, accepted=(b"short",))
-    assert "k" * 8 not in repr(SigningKeys(signing=KEY, accepted=(OTHER_KEY,)))
+    keys = repr(SigningKeys(signing=KEY, accepted=(OTHER_KEY,)))
+    assert keys == "SigningKeys(<2 keys>)"
+
+
+def test_a_signature_with_characters_no_signature_has_is_forged() -> None:
+    stored = stored_plug()
+    for signature in ("v1:\u00e9", "v1:\u0000", "\u0130"):
+        forged = rewritten(annotation(stored), signature=signature)
+        assert verify_request(forged, stored, [KEY]) is None
 
 
 def test_a_request_signed_with_an_unknown_key_is_forged() -> None:
