@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Final, final
 
 from policy import paths
-from policy.catalogue import RuleId
 from policy.cluster import Cluster, parse_cluster
+from policy.ids import RuleId
+from policy.values import Value
 from policy.verdicts import Cause, CauseType
 from policy.views import ABSENT, Binding, Interface, Spec
 
@@ -51,14 +52,25 @@ def _cause(kind: CauseType, field: str, message: str) -> Cause:
     return Cause(rule=RULE, type=kind, field=field, message=message)
 
 
-def check_spec(
-    spec: Spec, *, creating: bool, kubevirt: Mapping[str, Any] | None
-) -> Iterator[Cause]:
-    """All causes KubeVirt's VM webhook would give for the network part of `spec`.
+@final
+class Submission(Value):
+    """What the spec phase judges: the new spec (after mutation), and the request around it."""
+
+    FIELDS = ("spec", "creating", "kubevirt")
+
+    def __init__(self, spec: Spec, *, creating: bool, kubevirt: Mapping[str, Any] | None) -> None:
+        self.spec: Final = spec
+        self.creating: Final = creating
+        self.kubevirt: Final = kubevirt
+
+
+def check_kubevirt_spec(submission: Submission) -> Iterator[Cause]:
+    """All causes KubeVirt's VM webhook would give for the network part of the spec.
 
     Where releases differ, the rules of the release in the KubeVirt CR apply; when
     it is unknown, the newest ones (the strictest on bindings: exactly one).
     """
+    spec, creating, kubevirt = submission.spec, submission.creating, submission.kubevirt
     cluster = parse_cluster(kubevirt)  # read only by the rules that differ by release
     for shape in spec.shapes:
         yield _cause(CauseType.INVALID, shape.field, f"must be {_article(shape.expected)}")

@@ -1,9 +1,9 @@
 """Hot plug rules: what an UPDATE of a running VM may change, and how.
 
-Each rule is a plain function `(Situation) -> Iterator[Cause]`; `RULES` lists
-them in evaluation order with the kind of change each judges. They only run for
-UPDATEs of running VMs by users who are not exempt, and only when their kind of
-change occurs.
+Each rule is a plain function `(Situation) -> Iterator[Cause]`; the registry
+(`policy/catalogue.py`) lists them in evaluation order with the kind of change each
+judges (its phase). They only run for UPDATEs of running VMs by users who are not
+exempt, and only when their kind of change occurs (`TRIGGERS`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from typing import Any, Final, final
 from policy import paths
 from policy.annotations import REQUEST, STATUS, Ledger, parse_request, parse_status
 from policy.capacity import Capacity, implicit_pod_interface, measure
-from policy.catalogue import RuleId
 from policy.changes import Changes, changed_fields
 from policy.cluster import (
     EVICT,
@@ -25,6 +24,7 @@ from policy.cluster import (
     parse_cluster,
 )
 from policy.config import Completion, PolicyConfig
+from policy.ids import Phase, RuleId
 from policy.instances import Instance, unfinished_migrations
 from policy.review import Context
 from policy.slots import (
@@ -728,7 +728,6 @@ def previous_request_unfinished(s: Situation) -> bool | None:
     return None
 
 
-Rule = Callable[[Situation], Iterator[Cause]]
 Trigger = Callable[[Changes], bool]
 
 
@@ -756,22 +755,12 @@ def _modifications(c: Changes) -> bool:
     return bool(c.modified or c.declared)
 
 
-# (rule, check, the kind of change it judges): a rule runs only when its kind occurs.
-RULES: tuple[tuple[RuleId, Rule, Trigger], ...] = (
-    (RuleId.KUBEVIRT_RELEASE, check_kubevirt_release, _hotplug),
-    (RuleId.PLUG_BINDING, check_plug_binding, _plugs),
-    (RuleId.PLUG_MODEL, check_plug_model, _plugs),
-    (RuleId.PLUG_NETWORK, check_plug_network, _plugs),
-    (RuleId.NAD_NAMESPACE, check_nad_namespace, _plugs),
-    (RuleId.NAD_EXISTS, check_nad_exists, _plugs),
-    (RuleId.MACHINE_TYPE, check_machine_type, _plugs),
-    (RuleId.HOTPLUG_SLOTS, check_hotplug_slots, _plugs),
-    (RuleId.PCI_SLOTS, check_pci_slots, _plugs),
-    (RuleId.LIVE_MIGRATABLE, check_live_migratable, _hotplug),
-    (RuleId.UNPLUG_LEGACY_NAMING, check_unplug_legacy_naming, _unplugs),
-    (RuleId.UNPLUG_CANCEL, check_unplug_cancel, _cancels),
-    (RuleId.PLAIN_REMOVAL, check_plain_removal, _removals),
-    (RuleId.RESTART_REQUIRED, check_restart_required, _modifications),
-    (RuleId.IMPLICIT_POD_NETWORK, check_implicit_pod_network, _plugs),
-    (RuleId.HOTPLUG_IN_PROGRESS, check_hotplug_in_progress, _hotplug),
-)
+# The kind of change each hot plug phase is named after: its rules run only when it occurs.
+TRIGGERS: dict[Phase, Trigger] = {
+    Phase.PLUG: _plugs,
+    Phase.UNPLUG: _unplugs,
+    Phase.HOTPLUG: _hotplug,
+    Phase.CANCEL: _cancels,
+    Phase.REMOVAL: _removals,
+    Phase.MODIFICATION: _modifications,
+}
