@@ -176,7 +176,7 @@ def _oversized(vm: VirtualMachine) -> list[Cause]:
         Cause(
             rule=RuleId.KUBEVIRT_SPEC,
             type=CauseType.TOO_MANY,
-            field=field,
+            field=field.text,
             message=f"list exceeds the {MAX_ENTRIES} element limit in length ({count} entries); "
             "the VM is not checked further",
         )

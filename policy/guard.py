@@ -79,7 +79,7 @@ def check_guarded_annotations(guarded: Guarded) -> Iterator[Cause]:
             yield Cause(
                 rule=RuleId.GUARDED_ANNOTATIONS,
                 type=CauseType.FORBIDDEN,
-                field=paths.annotation(key),
+                field=paths.annotation(key).text,
                 message=f"'{key}' is managed by hotplug-guard: only its webhook (and its "
                 "controller, for the status) may set it, since a forged value could make the "
                 "controller migrate the VM; remove your change to it",

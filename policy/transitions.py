@@ -26,6 +26,7 @@ from policy.cluster import (
 from policy.config import Completion, PolicyConfig
 from policy.ids import Phase, RuleId
 from policy.instances import Instance, unfinished_migrations
+from policy.paths import FieldPath
 from policy.review import Context
 from policy.slots import (
     FLAT_BUS_ARCHITECTURE,
@@ -135,8 +136,10 @@ def removal_eligible(
     )
 
 
-def _cause(rule: RuleId, field: str, message: str, kind: CauseType = CauseType.FORBIDDEN) -> Cause:
-    return Cause(rule=rule, type=kind, field=field, message=message)
+def _cause(
+    rule: RuleId, field: FieldPath, message: str, kind: CauseType = CauseType.FORBIDDEN
+) -> Cause:
+    return Cause(rule=rule, type=kind, field=field.text, message=message)
 
 
 def check_plug_binding(s: Situation) -> Iterator[Cause]:
@@ -185,7 +188,7 @@ def check_plug_model(s: Situation) -> Iterator[Cause]:
         if iface.model and iface.model != "virtio":
             yield _cause(
                 RuleId.PLUG_MODEL,
-                paths.interface(iface.position, "model"),
+                paths.interface(iface.position).child("model"),
                 f"'{iface.name}' uses model '{iface.model}': only virtio interfaces can be hot "
                 "plugged into the reserved PCIe ports; set model: virtio or remove the model",
                 CauseType.NOT_SUPPORTED,
@@ -230,7 +233,7 @@ def check_nad_namespace(s: Situation) -> Iterator[Cause]:
         if namespace != s.namespace:
             yield _cause(
                 RuleId.NAD_NAMESPACE,
-                paths.network(net.position, "multus.networkName"),
+                paths.network(net.position).child("multus").child("networkName"),
                 f"'{iface.name}' refers to NetworkAttachmentDefinition '{namespace}/{name}' in "
                 f"another namespace; create it in '{s.namespace}' and use networkName: {name}",
             )
@@ -244,7 +247,7 @@ def check_nad_exists(s: Situation) -> Iterator[Cause]:
         if f"{namespace}/{name}" not in known:
             yield _cause(
                 RuleId.NAD_EXISTS,
-                paths.network(net.position, "multus.networkName"),
+                paths.network(net.position).child("multus").child("networkName"),
                 f"NetworkAttachmentDefinition '{namespace}/{name}' for '{iface.name}' does not "
                 "exist; create it first (virt-controller would fail to render the pod)",
                 CauseType.INVALID,
@@ -259,7 +262,7 @@ def check_machine_type(s: Situation) -> Iterator[Cause]:
     for iface in s.changes.plugged:
         yield _cause(
             RuleId.MACHINE_TYPE,
-            f"{paths.SPEC}.domain.machine.type",
+            paths.SPEC.child("domain").child("machine").child("type"),
             f"'{iface.name}' cannot be hot plugged: machine type '{machine}' on architecture "
             f"'{arch}' has no PCIe hot plug ports (q35 or virt on amd64/arm64 only); "
             f"{AUTO_RESTART_HINT}",
@@ -386,7 +389,7 @@ def check_live_migratable(s: Situation) -> Iterator[Cause]:
         names = ", ".join(f"'{i.name}'" for i in unplugged)
         yield _cause(
             RuleId.LIVE_MIGRATABLE,
-            paths.interface(unplugged[0].position, "state"),
+            paths.interface(unplugged[0].position).child("state"),
             f"{names} would leave the guest at once, but its pod interface stays until a "
             f"migration; {why} and the KubeVirt CR lists Evict in "
             f"spec.workloadUpdateStrategy.workloadUpdateMethods, so {s.release.name} would evict "
@@ -400,7 +403,7 @@ def check_unplug_legacy_naming(s: Situation) -> Iterator[Cause]:
     for iface in s.changes.unplugged:
         yield _cause(
             RuleId.UNPLUG_LEGACY_NAMING,
-            paths.interface(iface.position, "state"),
+            paths.interface(iface.position).child("state"),
             f"'{iface.name}' cannot be hot unplugged: the VM's pod uses ordinal interface names "
             "(started before KubeVirt v1.0 / OpenShift 4.14), which KubeVirt cannot unplug; "
             "restart the VM once, then unplug",
@@ -415,7 +418,7 @@ def check_unplug_cancel(s: Situation) -> Iterator[Cause]:
         if running is not None and running.absent:
             yield _cause(
                 RuleId.UNPLUG_CANCEL,
-                paths.interface(iface.position, "state"),
+                paths.interface(iface.position).child("state"),
                 f"the hot unplug of '{iface.name}' is already underway and cannot be cancelled "
                 "(KubeVirt ignores this change); wait until KubeVirt removes it, then plug it "
                 "again",
@@ -639,7 +642,7 @@ def check_kubevirt_release(s: Situation) -> Iterator[Cause]:
     for iface in s.changes.unplugged:
         yield _cause(
             RuleId.KUBEVIRT_RELEASE,
-            paths.interface(iface.position, "state"),
+            paths.interface(iface.position).child("state"),
             f"'{iface.name}' cannot be hot unplugged: {reason}; {fix} or {AUTO_RESTART_HINT}",
         )
 
