@@ -141,14 +141,14 @@ class Spec:
         self.base = base
         self._container_shapes: list[Shape] = []
         self._entry_shapes: list[Shape] = []
-        spec = self._child(raw)
-        self.domain = self._child(spec.get("domain"), "domain")
-        self.devices = self._child(self.domain.get("devices"), "domain", "devices")
-        machine = self._child(self.domain.get("machine"), "domain", "machine")
+        spec = self._child(raw, ())
+        self.domain = self._child(spec.get("domain"), _DOMAIN)
+        self.devices = self._child(self.domain.get("devices"), _DEVICES)
+        machine = self._child(self.domain.get("machine"), _MACHINE)
         self.machine_type = text(machine.get("type"))
         self.architecture = text(spec.get("architecture"))
-        self._raw_interfaces = self._list(self.devices.get("interfaces"), *_INTERFACES)
-        self._raw_networks = self._list(spec.get("networks"), *_NETWORKS)
+        self._raw_interfaces = self._list(self.devices.get("interfaces"), _INTERFACES)
+        self._raw_networks = self._list(spec.get("networks"), _NETWORKS)
         # Entry counts, known before any per-entry work (the engine refuses oversized lists).
         self.interface_count = len(self._raw_interfaces)
         self.network_count = len(self._raw_networks)
@@ -169,7 +169,7 @@ class Spec:
                 [
                     _interface(index, item, self, shapes)
                     for index, item in enumerate(self._raw_interfaces)
-                    if isinstance(item, dict) or _not_entry(self.at(*_INTERFACES), index, shapes)
+                    if isinstance(item, dict) or _not_entry(self.at(_INTERFACES), index, shapes)
                 ]
             )
         return self._interfaces
@@ -182,7 +182,7 @@ class Spec:
                 [
                     _network(index, item)
                     for index, item in enumerate(self._raw_networks)
-                    if isinstance(item, dict) or _not_entry(self.at(*_NETWORKS), index, shapes)
+                    if isinstance(item, dict) or _not_entry(self.at(_NETWORKS), index, shapes)
                 ]
             )
         return self._networks
@@ -245,7 +245,7 @@ class Spec:
             self._networks_by_name = result
         return self._networks_by_name
 
-    def at(self, *names: str) -> FieldPath:
+    def at(self, names: tuple[str, ...]) -> FieldPath:
         """The path of field `names` (children of each other) of this spec.
 
         Shape problems are rare: their paths are built only when one is recorded.
@@ -255,21 +255,25 @@ class Spec:
             path = path.child(name)
         return path
 
-    def _child(self, value: object, *names: str) -> dict[str, Any]:
+    def _child(self, value: object, names: tuple[str, ...]) -> dict[str, Any]:
         if isinstance(value, dict):
             return value
         if value is not None:
-            self._container_shapes.append(Shape(field=self.at(*names), expected="object"))
+            self._container_shapes.append(Shape(field=self.at(names), expected="object"))
         return EMPTY
 
-    def _list(self, value: object, *names: str) -> list[Any]:
+    def _list(self, value: object, names: tuple[str, ...]) -> list[Any]:
         if isinstance(value, list):
             return value
         if value is not None:
-            self._container_shapes.append(Shape(field=self.at(*names), expected="list"))
+            self._container_shapes.append(Shape(field=self.at(names), expected="list"))
         return []
 
 
+# The spec's fields the view reads, as names below its base path.
+_DOMAIN = ("domain",)
+_DEVICES = ("domain", "devices")
+_MACHINE = ("domain", "machine")
 _INTERFACES = ("domain", "devices", "interfaces")
 _NETWORKS = ("networks",)
 
@@ -409,7 +413,7 @@ def _string(value: object, spec: Spec, index: int, key: str, shapes: list[Shape]
     """`value` if it is a string (None reads as empty); else records interface `index`'s `key`."""
     if value is None or isinstance(value, str):
         return value or ""
-    shapes.append(Shape(field=spec.at(*_INTERFACES).index(index).child(key), expected="string"))
+    shapes.append(Shape(field=spec.at(_INTERFACES).index(index).child(key), expected="string"))
     return ""
 
 
