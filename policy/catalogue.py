@@ -54,7 +54,7 @@ class Rule(Value, Generic[Subject]):
         self.releases: Final = releases
 
 
-SPEC_RULES: tuple[Rule[Submission], ...] = (
+SPEC_RULES: Final[tuple[Rule[Submission], ...]] = (
     Rule(
         id=RuleId.KUBEVIRT_SPEC,
         phase=Phase.SPEC,
@@ -69,7 +69,7 @@ SPEC_RULES: tuple[Rule[Submission], ...] = (
         "CREATE only",
     ),
 )
-ANNOTATION_RULES: tuple[Rule[Guarded], ...] = (
+ANNOTATION_RULES: Final[tuple[Rule[Guarded], ...]] = (
     Rule(
         id=RuleId.GUARDED_ANNOTATIONS,
         phase=Phase.ANNOTATIONS,
@@ -79,7 +79,7 @@ ANNOTATION_RULES: tuple[Rule[Guarded], ...] = (
         "hotplug-guard.io/ annotation",
     ),
 )
-HOTPLUG_RULES: tuple[Rule[Situation], ...] = (
+HOTPLUG_RULES: Final[tuple[Rule[Situation], ...]] = (
     Rule(
         id=RuleId.KUBEVIRT_RELEASE,
         phase=Phase.HOTPLUG,
@@ -213,7 +213,7 @@ HOTPLUG_RULES: tuple[Rule[Situation], ...] = (
         summary="a new plug or unplug while the previous one or a migration is unfinished",
     ),
 )
-CATALOGUE: tuple[Rule[Any], ...] = (*SPEC_RULES, *ANNOTATION_RULES, *HOTPLUG_RULES)
+CATALOGUE: Final[tuple[Rule[Any], ...]] = (*SPEC_RULES, *ANNOTATION_RULES, *HOTPLUG_RULES)
 """Every rule, in evaluation order."""
 
-ORDER: dict[str, int] = {rule.id.value: index for index, rule in enumerate(CATALOGUE)}
+ORDER: Final[dict[str, int]] = {rule.id.value: index for index, rule in enumerate(CATALOGUE)}

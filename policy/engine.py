@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Final
 
 from policy import paths
 from policy.annotations import (
@@ -130,7 +131,7 @@ def evaluate(
         if actions[annotation_rule.id] is not Action.OFF:
             _collect(findings, actions[annotation_rule.id], annotation_rule.check(guarded))
     target = annotation_target(
-        guarded, action=config.action(RuleId.GUARDED_ANNOTATIONS), mode=mode, warnings=warnings
+        guarded, action=actions[RuleId.GUARDED_ANNOTATIONS], mode=mode, warnings=warnings
     )
     if mutate:
         ops.extend(annotation_ops(new, target))
@@ -160,7 +161,7 @@ def evaluate(
 
 
 # (rule, check, trigger) of each hot plug rule, resolved once: the loop runs per request.
-_HOTPLUG: tuple[tuple[RuleId, Callable[[Situation], Iterable[Cause]], Trigger], ...] = tuple(
+_HOTPLUG: Final[tuple[tuple[RuleId, Callable[[Situation], Iterable[Cause]], Trigger], ...]] = tuple(
     [(rule.id, rule.check, TRIGGERS[rule.phase]) for rule in HOTPLUG_RULES]
 )
 

@@ -52,11 +52,11 @@ def new_path(name: str, *more: str) -> FieldPath:
     return path
 
 
-SPEC = new_path("spec", "template", "spec")
-INTERFACES = SPEC.child("domain").child("devices").child("interfaces")
-NETWORKS = SPEC.child("networks")
-ANNOTATIONS = new_path("metadata", "annotations")
-VMI_SPEC = new_path("spec")
+SPEC: Final = new_path("spec", "template", "spec")
+INTERFACES: Final = SPEC.child("domain").child("devices").child("interfaces")
+NETWORKS: Final = SPEC.child("networks")
+ANNOTATIONS: Final = new_path("metadata", "annotations")
+VMI_SPEC: Final = new_path("spec")
 
 POINTER_SPEC = "/spec/template/spec"
 POINTER_DEVICES = POINTER_SPEC + "/domain/devices"

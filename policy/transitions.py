@@ -759,7 +759,7 @@ def _modifications(c: Changes) -> bool:
 
 
 # The kind of change each hot plug phase is named after: its rules run only when it occurs.
-TRIGGERS: dict[Phase, Trigger] = {
+TRIGGERS: Final[dict[Phase, Trigger]] = {
     Phase.PLUG: _plugs,
     Phase.UNPLUG: _unplugs,
     Phase.HOTPLUG: _hotplug,

@@ -137,8 +137,8 @@ class Spec:
     so the class also compiles to a native class with mypyc (setup.py).
     """
 
-    def __init__(self, raw: object, *, base: FieldPath = paths.SPEC) -> None:
-        self.base = base
+    def __init__(self, raw: object, *, base: FieldPath | None = None) -> None:
+        self._base = base  # None: a VM's template spec (resolved only when a path is built)
         self._container_shapes: list[Shape] = []
         self._entry_shapes: list[Shape] = []
         spec = self._child(raw, ())
@@ -250,7 +250,7 @@ class Spec:
 
         Shape problems are rare: their paths are built only when one is recorded.
         """
-        path = self.base
+        path = paths.SPEC if self._base is None else self._base
         for name in names:
             path = path.child(name)
         return path
@@ -271,11 +271,11 @@ class Spec:
 
 
 # The spec's fields the view reads, as names below its base path.
-_DOMAIN = ("domain",)
-_DEVICES = ("domain", "devices")
-_MACHINE = ("domain", "machine")
-_INTERFACES = ("domain", "devices", "interfaces")
-_NETWORKS = ("networks",)
+_DOMAIN: Final = ("domain",)
+_DEVICES: Final = ("domain", "devices")
+_MACHINE: Final = ("domain", "machine")
+_INTERFACES: Final = ("domain", "devices", "interfaces")
+_NETWORKS: Final = ("networks",)
 
 
 def _not_entry(entries: FieldPath, index: int, shapes: list[Shape]) -> bool:
@@ -352,8 +352,9 @@ def positive_int(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
-def parse_spec(spec: object, *, base: FieldPath = paths.SPEC) -> Spec:
-    """View of a VM template spec or VMI spec; `base` prefixes shape field paths."""
+def parse_spec(spec: object, *, base: FieldPath | None = None) -> Spec:
+    """View of a VM template spec or VMI spec; `base` (default `spec.template.spec`)
+    prefixes shape field paths."""
     return Spec(spec, base=base)
 
 
