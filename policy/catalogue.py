@@ -17,7 +17,7 @@ from typing import Any, Final, Generic, TypeVar, final
 
 from policy import transitions
 from policy.guard import Guarded, check_guarded_annotations
-from policy.ids import Phase, RuleId
+from policy.ids import RuleId, RulePhase
 from policy.specrules import Submission, check_kubevirt_spec
 from policy.transitions import Situation
 from policy.values import Value
@@ -31,7 +31,7 @@ class Rule(Value, Generic[Subject]):
     """One rule: what it is called, what it does by default, when it runs, how it checks.
 
     `releases`: how the rule's answer depends on the KubeVirt release, if it does.
-    `check` gets what its phase judges (`Phase`) and returns the causes it finds.
+    `check` gets what its phase judges (`RulePhase`) and returns the causes it finds.
     """
 
     FIELDS = ("id", "default", "summary", "phase", "check", "releases")
@@ -42,7 +42,7 @@ class Rule(Value, Generic[Subject]):
         id: RuleId,
         default: Action,
         summary: str,
-        phase: Phase,
+        phase: RulePhase,
         check: Callable[[Subject], Iterable[Cause]],
         releases: str = "",
     ) -> None:
@@ -57,7 +57,7 @@ class Rule(Value, Generic[Subject]):
 SPEC_RULES: Final[tuple[Rule[Submission], ...]] = (
     Rule(
         id=RuleId.KUBEVIRT_SPEC,
-        phase=Phase.SPEC,
+        phase=RulePhase.SPEC,
         check=check_kubevirt_spec,
         default=Action.ENFORCE,
         summary="the network part of the spec breaks KubeVirt's own VM webhook rules "
@@ -72,7 +72,7 @@ SPEC_RULES: Final[tuple[Rule[Submission], ...]] = (
 ANNOTATION_RULES: Final[tuple[Rule[Guarded], ...]] = (
     Rule(
         id=RuleId.GUARDED_ANNOTATIONS,
-        phase=Phase.ANNOTATIONS,
+        phase=RulePhase.ANNOTATIONS,
         check=check_guarded_annotations,
         default=Action.ENFORCE,
         summary="anyone but the engine (or the controller, for status) sets or changes a "
@@ -82,7 +82,7 @@ ANNOTATION_RULES: Final[tuple[Rule[Guarded], ...]] = (
 HOTPLUG_RULES: Final[tuple[Rule[Situation], ...]] = (
     Rule(
         id=RuleId.KUBEVIRT_RELEASE,
-        phase=Phase.HOTPLUG,
+        phase=RulePhase.HOTPLUG,
         check=transitions.check_kubevirt_release,
         default=Action.ENFORCE,
         summary="plug or unplug the cluster's KubeVirt release does not perform from an edited "
@@ -93,28 +93,28 @@ HOTPLUG_RULES: Final[tuple[Rule[Situation], ...]] = (
     ),
     Rule(
         id=RuleId.PLUG_BINDING,
-        phase=Phase.PLUG,
+        phase=RulePhase.PLUG,
         check=transitions.check_plug_binding,
         default=Action.ENFORCE,
         summary="a hot plugged interface does not use the bridge binding",
     ),
     Rule(
         id=RuleId.PLUG_MODEL,
-        phase=Phase.PLUG,
+        phase=RulePhase.PLUG,
         check=transitions.check_plug_model,
         default=Action.ENFORCE,
         summary="a hot plugged interface sets a model other than virtio",
     ),
     Rule(
         id=RuleId.PLUG_NETWORK,
-        phase=Phase.PLUG,
+        phase=RulePhase.PLUG,
         check=transitions.check_plug_network,
         default=Action.ENFORCE,
         summary="a hot plugged interface is not on a secondary (non-default) multus network",
     ),
     Rule(
         id=RuleId.NAD_NAMESPACE,
-        phase=Phase.PLUG,
+        phase=RulePhase.PLUG,
         check=transitions.check_nad_namespace,
         default=Action.ENFORCE,
         summary="a hot plugged interface refers to a NetworkAttachmentDefinition in another "
@@ -122,7 +122,7 @@ HOTPLUG_RULES: Final[tuple[Rule[Situation], ...]] = (
     ),
     Rule(
         id=RuleId.NAD_EXISTS,
-        phase=Phase.PLUG,
+        phase=RulePhase.PLUG,
         check=transitions.check_nad_exists,
         default=Action.ENFORCE,
         summary="a hot plugged interface refers to a NetworkAttachmentDefinition that does not "
@@ -130,7 +130,7 @@ HOTPLUG_RULES: Final[tuple[Rule[Situation], ...]] = (
     ),
     Rule(
         id=RuleId.MACHINE_TYPE,
-        phase=Phase.PLUG,
+        phase=RulePhase.PLUG,
         check=transitions.check_machine_type,
         default=Action.ENFORCE,
         summary="hot plug into a VM whose machine type or architecture has no PCIe hot plug ports",
@@ -139,7 +139,7 @@ HOTPLUG_RULES: Final[tuple[Rule[Situation], ...]] = (
     ),
     Rule(
         id=RuleId.HOTPLUG_SLOTS,
-        phase=Phase.PLUG,
+        phase=RulePhase.PLUG,
         check=transitions.check_hotplug_slots,
         default=Action.ENFORCE,
         summary="hot plug beyond the PCIe ports KubeVirt reserved for interfaces",
@@ -152,14 +152,14 @@ HOTPLUG_RULES: Final[tuple[Rule[Situation], ...]] = (
     ),
     Rule(
         id=RuleId.PCI_SLOTS,
-        phase=Phase.PLUG,
+        phase=RulePhase.PLUG,
         check=transitions.check_pci_slots,
         default=Action.ENFORCE,
         summary="hot plug takes the VM's estimated PCI devices over the 32 slots of the bus",
     ),
     Rule(
         id=RuleId.LIVE_MIGRATABLE,
-        phase=Phase.HOTPLUG,
+        phase=RulePhase.HOTPLUG,
         check=transitions.check_live_migratable,
         default=Action.ENFORCE,
         summary="plug or unplug on a VMI that cannot live migrate, when completion needs one",
@@ -168,28 +168,28 @@ HOTPLUG_RULES: Final[tuple[Rule[Situation], ...]] = (
     ),
     Rule(
         id=RuleId.UNPLUG_LEGACY_NAMING,
-        phase=Phase.UNPLUG,
+        phase=RulePhase.UNPLUG,
         check=transitions.check_unplug_legacy_naming,
         default=Action.ENFORCE,
         summary="hot unplug on a VM whose pod uses legacy ordinal interface names (net1, ...)",
     ),
     Rule(
         id=RuleId.UNPLUG_CANCEL,
-        phase=Phase.CANCEL,
+        phase=RulePhase.CANCEL,
         check=transitions.check_unplug_cancel,
         default=Action.ENFORCE,
         summary="bringing back an interface whose hot unplug is already underway",
     ),
     Rule(
         id=RuleId.PLAIN_REMOVAL,
-        phase=Phase.REMOVAL,
+        phase=RulePhase.REMOVAL,
         check=transitions.check_plain_removal,
         default=Action.ENFORCE,
         summary="an interface or network deleted from a running VM instead of `state: absent`",
     ),
     Rule(
         id=RuleId.RESTART_REQUIRED,
-        phase=Phase.MODIFICATION,
+        phase=RulePhase.MODIFICATION,
         check=transitions.check_restart_required,
         default=Action.WARN,
         summary="an existing interface or network changed; it takes effect only after a restart",
@@ -199,7 +199,7 @@ HOTPLUG_RULES: Final[tuple[Rule[Situation], ...]] = (
     ),
     Rule(
         id=RuleId.IMPLICIT_POD_NETWORK,
-        phase=Phase.PLUG,
+        phase=RulePhase.PLUG,
         check=transitions.check_implicit_pod_network,
         default=Action.ENFORCE,
         summary="hot plug into a running VM whose template relies on the pod interface KubeVirt "
@@ -207,7 +207,7 @@ HOTPLUG_RULES: Final[tuple[Rule[Situation], ...]] = (
     ),
     Rule(
         id=RuleId.HOTPLUG_IN_PROGRESS,
-        phase=Phase.HOTPLUG,
+        phase=RulePhase.HOTPLUG,
         check=transitions.check_hotplug_in_progress,
         default=Action.ENFORCE,
         summary="a new plug or unplug while the previous one or a migration is unfinished",

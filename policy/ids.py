@@ -34,7 +34,7 @@ class RuleId(enum.StrEnum):
     HOTPLUG_IN_PROGRESS = "hotplug-in-progress"
 
 
-class Phase(enum.StrEnum):
+class RulePhase(enum.StrEnum):
     """When a rule runs, and so what its check is given.
 
     `SPEC` and `ANNOTATIONS` judge every CREATE and UPDATE, of any user; the others

@@ -24,7 +24,7 @@ from policy.cluster import (
     parse_cluster,
 )
 from policy.config import Completion, PolicyConfig
-from policy.ids import Phase, RuleId
+from policy.ids import RuleId, RulePhase
 from policy.instances import Instance, unfinished_migrations
 from policy.paths import FieldPath
 from policy.review import Context
@@ -759,11 +759,11 @@ def _modifications(c: Changes) -> bool:
 
 
 # The kind of change each hot plug phase is named after: its rules run only when it occurs.
-TRIGGERS: Final[dict[Phase, Trigger]] = {
-    Phase.PLUG: _plugs,
-    Phase.UNPLUG: _unplugs,
-    Phase.HOTPLUG: _hotplug,
-    Phase.CANCEL: _cancels,
-    Phase.REMOVAL: _removals,
-    Phase.MODIFICATION: _modifications,
+TRIGGERS: Final[dict[RulePhase, Trigger]] = {
+    RulePhase.PLUG: _plugs,
+    RulePhase.UNPLUG: _unplugs,
+    RulePhase.HOTPLUG: _hotplug,
+    RulePhase.CANCEL: _cancels,
+    RulePhase.REMOVAL: _removals,
+    RulePhase.MODIFICATION: _modifications,
 }

@@ -14,9 +14,8 @@ from policy import paths
 from policy.paths import FieldPath
 from policy.values import Value
 
-# JSON objects are typed `dict`, not `Mapping`: compiled, a `dict` lookup is a direct
-# call while a `Mapping` one goes through method lookup, and the views make a
-# hundred of them per request. The engine never writes into them (a property test
+# JSON objects are typed `dict`, not `Mapping` (docs/architecture.md, "Why the engine's
+# values are written by hand"). The engine never writes into them (a property test
 # checks its inputs and this shared empty object stay unchanged).
 EMPTY: Final[dict[str, Any]] = {}
 
@@ -131,10 +130,10 @@ class Shape(Value):
 class Spec:
     """The network-relevant part of a VM template spec or a VMI spec.
 
-    Interface and network views are built on first use and kept: most requests
-    only need the new spec in full, and look up a few entries of the old spec
-    and the VMI by name. The caches are plain attributes (not `cached_property`)
-    so the class also compiles to a native class with mypyc (setup.py).
+    Interface and network views are built on first use and kept in plain
+    attributes (docs/architecture.md on the compiled build): most requests only
+    need the new spec in full, and look up a few entries of the old spec and the
+    VMI by name.
     """
 
     def __init__(self, raw: object, *, base: FieldPath | None = None) -> None:

@@ -16,7 +16,7 @@ import yaml
 from hotplug_guard.files import default_config_text
 from policy import PolicyConfig, RuleId
 from policy.catalogue import ANNOTATION_RULES, CATALOGUE, HOTPLUG_RULES, ORDER, SPEC_RULES
-from policy.ids import Phase
+from policy.ids import RulePhase
 from policy.transitions import TRIGGERS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,10 +30,10 @@ def test_every_rule_id_has_exactly_one_record_in_id_order() -> None:
 
 
 def test_each_record_runs_in_the_phase_its_check_is_written_for() -> None:
-    assert {rule.phase for rule in SPEC_RULES} == {Phase.SPEC}
-    assert {rule.phase for rule in ANNOTATION_RULES} == {Phase.ANNOTATIONS}
+    assert {rule.phase for rule in SPEC_RULES} == {RulePhase.SPEC}
+    assert {rule.phase for rule in ANNOTATION_RULES} == {RulePhase.ANNOTATIONS}
     assert {rule.phase for rule in HOTPLUG_RULES} <= set(TRIGGERS)
-    assert set(TRIGGERS) == set(Phase) - {Phase.SPEC, Phase.ANNOTATIONS}
+    assert set(TRIGGERS) == set(RulePhase) - {RulePhase.SPEC, RulePhase.ANNOTATIONS}
 
 
 def test_every_record_says_what_its_rule_does() -> None:
