@@ -107,8 +107,9 @@ def evaluate(
         spec, creating=review.operation is Operation.CREATE, kubevirt=context.kubevirt
     )
     for spec_rule in SPEC_RULES:
-        if actions[spec_rule.id] is not Action.OFF:
-            _collect(findings, actions[spec_rule.id], spec_rule.check(submission))
+        spec_action = actions[spec_rule.id]
+        if spec_action is not Action.OFF:
+            _collect(findings, spec_action, spec_rule.check(submission))
 
     # The annotation phase runs for everyone, exempt or not: any path that writes a VM
     # (a pool copying its template, a restore applying patches) could forge a request.
@@ -128,8 +129,9 @@ def evaluate(
         keys=keys,
     )
     for annotation_rule in ANNOTATION_RULES:
-        if actions[annotation_rule.id] is not Action.OFF:
-            _collect(findings, actions[annotation_rule.id], annotation_rule.check(guarded))
+        annotation_action = actions[annotation_rule.id]
+        if annotation_action is not Action.OFF:
+            _collect(findings, annotation_action, annotation_rule.check(guarded))
     target = annotation_target(
         guarded, action=actions[RuleId.GUARDED_ANNOTATIONS], mode=mode, warnings=warnings
     )

@@ -269,12 +269,13 @@ class Spec:
         return []
 
 
-# The spec's fields the view reads, as names below its base path.
-_DOMAIN: Final = ("domain",)
-_DEVICES: Final = ("domain", "devices")
-_MACHINE: Final = ("domain", "machine")
-_INTERFACES: Final = ("domain", "devices", "interfaces")
-_NETWORKS: Final = ("networks",)
+# The spec's fields the view reads, as names below its base path (typed `tuple[str, ...]`:
+# compiled, a fixed-length tuple is unboxed and would be boxed again on every call).
+_DOMAIN: Final[tuple[str, ...]] = ("domain",)
+_DEVICES: Final[tuple[str, ...]] = ("domain", "devices")
+_MACHINE: Final[tuple[str, ...]] = ("domain", "machine")
+_INTERFACES: Final[tuple[str, ...]] = ("domain", "devices", "interfaces")
+_NETWORKS: Final[tuple[str, ...]] = ("networks",)
 
 
 def _not_entry(entries: FieldPath, index: int, shapes: list[Shape]) -> bool:
