@@ -102,7 +102,8 @@ def annotation_target(
         elif mode is Mode.VALIDATE and key in guarded.desired:
             unset = _UNSET_BY_MUTATION.get(key, f"'{key}' was not set by the mutating webhook")
             warnings.append(f"{RuleId.GUARDED_ANNOTATIONS}: {unset}")
-        elif mode is Mode.MUTATE and guarded.sent.get(key) is None and key not in guarded.desired:
+        elif mode is Mode.MUTATE and key not in guarded.desired:
+            # neither forged nor computed: the stored value was removed
             warnings.append(f"{RuleId.GUARDED_ANNOTATIONS}: '{key}' is managed, restored")
         wanted = guarded.wanted(key)
         target[key] = wanted if isinstance(wanted, str) or wanted is None else None

@@ -11,7 +11,14 @@ import yaml
 
 from hotplug_guard.files import default_config_text
 from policy import PolicyConfig, RuleId
-from policy.catalogue import ANNOTATION_RULES, CATALOGUE, HOTPLUG_RULES, ORDER, SPEC_RULES
+from policy.catalogue import (
+    ANNOTATION_RULES,
+    CATALOGUE,
+    HOTPLUG_RULES,
+    ORDER,
+    SPEC_RULES,
+    Rule,
+)
 from policy.ids import RulePhase
 from policy.transitions import TRIGGERS
 
@@ -28,6 +35,19 @@ def test_each_record_runs_in_the_phase_its_check_is_written_for() -> None:
     assert {rule.phase for rule in ANNOTATION_RULES} == {RulePhase.ANNOTATIONS}
     assert {rule.phase for rule in HOTPLUG_RULES} <= set(TRIGGERS)
     assert set(TRIGGERS) == set(RulePhase) - {RulePhase.SPEC, RulePhase.ANNOTATIONS}
+
+
+def test_a_record_keeps_what_it_is_given_and_has_no_release_notes_unless_given() -> None:
+    for rule in CATALOGUE:
+        copied = Rule(
+            id=rule.id,
+            default=rule.default,
+            summary=rule.summary,
+            phase=rule.phase,
+            check=rule.check,
+            **({"releases": rule.releases} if rule.releases else {}),
+        )
+        assert copied == rule  # equality compares every field in FIELDS
 
 
 def test_every_record_says_what_its_rule_does() -> None:
