@@ -18,10 +18,11 @@ from policy.annotations import (
     parse_status,
     render_status,
 )
-from policy.catalogue import CATALOGUE, RuleId
+from policy.catalogue import CATALOGUE
 from policy.cluster import parse_version
 from policy.config import ConfigError, PolicyConfig, parse_config, render_config
 from policy.engine import evaluate
+from policy.ids import RuleId
 from policy.review import Context, Mode, Operation, Review, UserInfo
 from policy.verdicts import Action, Cause, CauseType, Finding, PatchOp, Verdict
 

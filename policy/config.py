@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from policy.catalogue import CATALOGUE, RuleId
+from policy.ids import RuleId
 from policy.verdicts import Action
 
 KUBEVIRT_NAMESPACE = "kubevirt"
@@ -95,7 +95,10 @@ class Exemptions:
 
 
 def _default_actions() -> Mapping[str, Action]:
-    return {info.id.value: info.default for info in CATALOGUE}
+    # Imported here: the registry lists the rule functions, which read a PolicyConfig.
+    from policy.catalogue import CATALOGUE  # noqa: PLC0415
+
+    return {rule.id.value: rule.default for rule in CATALOGUE}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -216,7 +219,7 @@ def _parse_rules(data: object, current: Mapping[str, Action]) -> Mapping[str, Ac
     rules = dict(current)
     for rule, action in data.items():
         if rule not in rules:
-            known = ", ".join(info.id.value for info in CATALOGUE)
+            known = ", ".join(RuleId)
             raise ConfigError(("rules", str(rule)), f"unknown rule; known rules: {known}")
         # YAML 1.1 reads an unquoted `off` as false; take it as meant.
         rules[rule] = (

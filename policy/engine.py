@@ -2,33 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Final
 
 from policy import paths
 from policy.annotations import (
     LEDGER,
     REQUEST,
-    STATUS,
     HotplugRequest,
     Ledger,
     parse_ledger,
-    parse_request,
     render_ledger,
     render_request,
     request_id,
 )
 from policy.capacity import recorded_boot_count
-from policy.catalogue import ORDER, RuleId
+from policy.catalogue import ANNOTATION_RULES, HOTPLUG_RULES, ORDER, SPEC_RULES
 from policy.changes import NO_CHANGES, Changes, diff
 from policy.config import OnPlainRemoval, PolicyConfig
 from policy.deadline import NO_DEADLINE, Deadline, DeadlineExceeded
+from policy.guard import Guarded, Identity, annotation_target
+from policy.ids import RuleId
 from policy.instances import Instance, parse_instance
-from policy.mutations import annotation_ops, convert_removals, guarded_keys, set_model_ops
+from policy.mutations import annotation_ops, convert_removals, set_model_ops
 from policy.review import UNKNOWN_CONTEXT, Context, Mode, Operation, Review
-from policy.signing import SigningKeys, sign_request, signature_valid
-from policy.specrules import check_spec
-from policy.transitions import RULES, Situation, notes, removal_eligible
+from policy.signing import SigningKeys, sign_request
+from policy.specrules import Submission
+from policy.transitions import TRIGGERS, Situation, Trigger, notes, removal_eligible
 from policy.verdicts import Action, Cause, CauseType, Finding, PatchOp, Verdict
 from policy.views import Spec, VirtualMachine, parse_spec, parse_vm
 
@@ -102,32 +102,38 @@ def evaluate(
             ops.extend(set_model_ops(new, (iface.name for iface in changes.plugged)))
 
     _check(deadline)
-    if action is not Action.OFF:
-        causes = check_spec(
-            spec, creating=review.operation is Operation.CREATE, kubevirt=context.kubevirt
-        )
-        _collect(findings, action, causes)
+    actions = config.rules
+    submission = Submission(
+        spec, creating=review.operation is Operation.CREATE, kubevirt=context.kubevirt
+    )
+    for spec_rule in SPEC_RULES:
+        spec_action = actions[spec_rule.id]
+        if spec_action is not Action.OFF:
+            _collect(findings, spec_action, spec_rule.check(submission))
 
-    # The annotation guard runs for everyone, exempt or not: any path that writes a VM
+    # The annotation phase runs for everyone, exempt or not: any path that writes a VM
     # (a pool copying its template, a restore applying patches) could forge a request.
-    identity = _Identity(new, old, review)
+    identity = Identity(new, old, review)
     desired = (
         _desired_annotations(new, old, spec, changes, vmi, identity=identity, keys=keys)
         if hot and old is not None
         else {}
     )
-    target = _guard_annotations(
+    guarded = Guarded(
         new,
         old=old,
         desired=desired,
-        config=config,
-        mode=mode,
         controller=bool(config.controller_username)
         and review.user.username == config.controller_username,
         identity=identity,
         keys=keys,
-        findings=findings,
-        warnings=warnings,
+    )
+    for annotation_rule in ANNOTATION_RULES:
+        annotation_action = actions[annotation_rule.id]
+        if annotation_action is not Action.OFF:
+            _collect(findings, annotation_action, annotation_rule.check(guarded))
+    target = annotation_target(
+        guarded, action=actions[RuleId.GUARDED_ANNOTATIONS], mode=mode, warnings=warnings
     )
     if mutate:
         ops.extend(annotation_ops(new, target))
@@ -144,8 +150,7 @@ def evaluate(
             namespace=new.namespace or review.namespace or old.namespace,
             ledger=parse_ledger(old.annotations.get(LEDGER)) or NO_LEDGER,
         )
-        actions = config.rules
-        for rule, check, trigger in RULES:
+        for rule, check, trigger in _HOTPLUG:
             if trigger(changes):
                 rule_action = actions[rule]
                 if rule_action is not Action.OFF:
@@ -155,6 +160,12 @@ def evaluate(
         warnings.extend(notes(situation))
 
     return _verdict(findings, warnings, ops if mutate else [])
+
+
+# (rule, check, trigger) of each hot plug rule, resolved once: the loop runs per request.
+_HOTPLUG: Final[tuple[tuple[RuleId, Callable[[Situation], Iterable[Cause]], Trigger], ...]] = tuple(
+    [(rule.id, rule.check, TRIGGERS[rule.phase]) for rule in HOTPLUG_RULES]
+)
 
 
 def _check(deadline: Deadline) -> None:
@@ -168,7 +179,7 @@ def _oversized(vm: VirtualMachine) -> list[Cause]:
         Cause(
             rule=RuleId.KUBEVIRT_SPEC,
             type=CauseType.TOO_MANY,
-            field=field,
+            field=field.text,
             message=f"list exceeds the {MAX_ENTRIES} element limit in length ({count} entries); "
             "the VM is not checked further",
         )
@@ -178,16 +189,6 @@ def _oversized(vm: VirtualMachine) -> list[Cause]:
         )
         if count > MAX_ENTRIES
     ]
-
-
-class _Identity:
-    """The VM a request is signed for: its stored uid, namespace and name."""
-
-    def __init__(self, new: VirtualMachine, old: VirtualMachine | None, review: Review) -> None:
-        stored = old if old is not None else new
-        self.uid = stored.uid or new.uid
-        self.namespace = stored.namespace or new.namespace or review.namespace
-        self.name = stored.name or new.name
 
 
 def _exempt(review: Review, config: PolicyConfig, new: VirtualMachine) -> bool:
@@ -243,7 +244,7 @@ def _desired_annotations(
     changes: Changes,
     vmi: Instance | None,
     *,
-    identity: _Identity,
+    identity: Identity,
     keys: SigningKeys | None,
 ) -> dict[str, str]:
     """The request and ledger annotations a plug or unplug needs (mutations 2 and 3).
@@ -281,99 +282,6 @@ def _desired_annotations(
             listed.add(name)
     ledger = Ledger(vmi=run, interfaces=tuple(names), booted=recorded_boot_count(vmi, this_run))
     return {REQUEST: render_request(request), LEDGER: render_ledger(ledger)}
-
-
-def _guard_annotations(
-    new: VirtualMachine,
-    *,
-    old: VirtualMachine | None,
-    desired: Mapping[str, str],
-    config: PolicyConfig,
-    mode: Mode,
-    controller: bool,
-    identity: _Identity,
-    keys: SigningKeys | None,
-    findings: list[Finding],
-    warnings: list[str],
-) -> dict[str, str | None]:
-    """Check the `hotplug-guard.io/` annotations; return the values they must end with.
-
-    A value anyone set or changed that is neither the old one nor the one the
-    engine computes is forged (guarded-annotations); only the companion
-    `controller` may write the status. Values the engine computes are always
-    written; removed ones are restored. A request signed with another accepted
-    key (by a replica that has not switched keys yet, during a rotation) counts as
-    the one computed here.
-    """
-    action = config.action(RuleId.GUARDED_ANNOTATIONS)
-    old_annotations: Mapping[str, Any] = old.annotations if old is not None else {}
-    target: dict[str, str | None] = {}
-    forged: list[Cause] = []
-    for key in guarded_keys(new.annotations, old_annotations, desired):
-        value = new.annotations.get(key)
-        before = old_annotations.get(key)
-        wanted = desired.get(key, before)
-        if value == wanted or (controller and key == STATUS):
-            continue
-        if key == REQUEST and _signed_elsewhere(value, desired, identity, keys):
-            continue
-        if value is not None and value != before:
-            if action is Action.OFF and key not in desired:
-                continue
-            forged.append(
-                Cause(
-                    rule=RuleId.GUARDED_ANNOTATIONS,
-                    type=CauseType.FORBIDDEN,
-                    field=paths.annotation(key),
-                    message=f"'{key}' is managed by hotplug-guard: only its webhook (and its "
-                    "controller, for the status) may set it, since a forged value could make the "
-                    "controller migrate the VM; remove your change to it",
-                )
-            )
-        elif mode is Mode.VALIDATE and key in desired:
-            unset = _UNSET_BY_MUTATION.get(key, f"'{key}' was not set by the mutating webhook")
-            warnings.append(f"{RuleId.GUARDED_ANNOTATIONS}: {unset}")
-        elif mode is Mode.MUTATE and value is None and key not in desired:
-            warnings.append(f"{RuleId.GUARDED_ANNOTATIONS}: '{key}' is managed, restored")
-        target[key] = wanted if isinstance(wanted, str) or wanted is None else None
-    if action is not Action.OFF:
-        _collect(findings, action, forged)
-    return target
-
-
-_UNSET_BY_MUTATION = {
-    # What it means that /validate sees a change without the annotation /mutate computes for
-    # it, and what to do: the mutating webhook fails open, so an unreachable or slow replica
-    # lets the change through unannotated. Short: kube-apiserver shows 120 characters.
-    REQUEST: "no request for this hot plug: the mutating webhook did not answer (it fails open); "
-    "migrate the VM",
-    LEDGER: "no ledger for this change: the mutating webhook did not answer (it fails open); "
-    "check its pods",
-}
-
-
-def _signed_elsewhere(
-    value: object, desired: Mapping[str, str], identity: _Identity, keys: SigningKeys | None
-) -> bool:
-    """True for the request this replica computed, signed with another accepted key."""
-    if keys is None or not keys.accepted:
-        return False
-    given = parse_request(value)
-    expected = parse_request(desired.get(REQUEST))
-    if given is None or expected is None:
-        return False
-    return (given.id, given.plug, given.unplug, given.generation) == (
-        expected.id,
-        expected.plug,
-        expected.unplug,
-        expected.generation,
-    ) and signature_valid(
-        given,
-        uid=identity.uid,
-        namespace=identity.namespace,
-        name=identity.name,
-        keys=keys.verifying,
-    )
 
 
 def _unknowns(s: Situation) -> Iterable[str]:

@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final, final
 
+from policy import paths
 from policy.values import Value
 from policy.views import Spec, array, mapping, parse_spec, text
 
@@ -68,7 +69,7 @@ class Instance:
     @property
     def spec(self) -> Spec:
         if self._spec is None:
-            self._spec = parse_spec(self.raw.get("spec"), base="spec")
+            self._spec = parse_spec(self.raw.get("spec"), base=paths.VMI_SPEC)
         return self._spec
 
     @property

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Final, final
 
 from policy import paths
-from policy.catalogue import RuleId
 from policy.cluster import Cluster, parse_cluster
+from policy.ids import RuleId
+from policy.paths import FieldPath
+from policy.values import Value
 from policy.verdicts import Cause, CauseType
 from policy.views import ABSENT, Binding, Interface, Spec
 
@@ -47,18 +49,29 @@ DISCONTINUED = {
 }
 
 
-def _cause(kind: CauseType, field: str, message: str) -> Cause:
-    return Cause(rule=RULE, type=kind, field=field, message=message)
+def _cause(kind: CauseType, field: FieldPath, message: str) -> Cause:
+    return Cause(rule=RULE, type=kind, field=field.text, message=message)
 
 
-def check_spec(
-    spec: Spec, *, creating: bool, kubevirt: Mapping[str, Any] | None
-) -> Iterator[Cause]:
-    """All causes KubeVirt's VM webhook would give for the network part of `spec`.
+@final
+class Submission(Value):
+    """What the spec phase judges: the new spec (after mutation), and the request around it."""
+
+    FIELDS = ("spec", "creating", "kubevirt")
+
+    def __init__(self, spec: Spec, *, creating: bool, kubevirt: Mapping[str, Any] | None) -> None:
+        self.spec: Final = spec
+        self.creating: Final = creating
+        self.kubevirt: Final = kubevirt
+
+
+def check_kubevirt_spec(submission: Submission) -> Iterator[Cause]:
+    """All causes KubeVirt's VM webhook would give for the network part of the spec.
 
     Where releases differ, the rules of the release in the KubeVirt CR apply; when
     it is unknown, the newest ones (the strictest on bindings: exactly one).
     """
+    spec, creating, kubevirt = submission.spec, submission.creating, submission.kubevirt
     cluster = parse_cluster(kubevirt)  # read only by the rules that differ by release
     for shape in spec.shapes:
         yield _cause(CauseType.INVALID, shape.field, f"must be {_article(shape.expected)}")
@@ -75,10 +88,11 @@ def check_spec(
 def _network_sources(spec: Spec) -> Iterator[Cause]:
     pods = sum(1 for net in spec.networks if "pod" in net.sources)
     if pods > 1:
+        pods_field = paths.SPEC.child("interfaces")  # KubeVirt's path, though no such field exists
         yield _cause(
             CauseType.DUPLICATE,
-            f"{paths.SPEC}.interfaces",
-            f"more than one interface is connected to a pod network in {paths.SPEC}.interfaces",
+            pods_field,
+            f"more than one interface is connected to a pod network in {pods_field}",
         )
     defaults = sum(1 for net in spec.networks if "multus" in net.sources and net.multus_default)
     if defaults > 1:
@@ -118,7 +132,7 @@ def _states(spec: Spec, cluster: Cluster) -> Iterator[Cause]:
             continue  # the common case: nothing to check, no field path to build
         link_states = not cluster.release.before(5)  # up and down arrived in v1.5
         states = STATES if link_states else STATES_BEFORE_V1_5
-        field = paths.interface(iface.position, "state")
+        field = paths.interface(iface.position).child("state")
         if iface.state not in states:
             yield _cause(
                 CauseType.INVALID,
@@ -159,13 +173,13 @@ def _bindings(spec: Spec, cluster: Cluster) -> Iterator[Cause]:
             if net is None or "pod" not in net.sources:
                 yield _cause(
                     CauseType.INVALID,
-                    paths.interface(iface.position, "name"),
+                    paths.interface(iface.position).child("name"),
                     "Masquerade interface only implemented with pod network",
                 )
             if iface.mac.lower() == RESERVED_MASQUERADE_MAC:
                 yield _cause(
                     CauseType.INVALID,
-                    paths.interface(iface.position, "macAddress"),
+                    paths.interface(iface.position).child("macAddress"),
                     "The requested MAC address is reserved for the in-pod bridge. "
                     "Please choose another one.",
                 )
@@ -177,13 +191,13 @@ def _bindings(spec: Spec, cluster: Cluster) -> Iterator[Cause]:
         ):
             yield _cause(
                 CauseType.INVALID,
-                paths.interface(iface.position, "name"),
+                paths.interface(iface.position).child("name"),
                 "Bridge on pod network configuration is not enabled under kubevirt-config",
             )
         if Binding.PASST_BINDING in iface.bindings and (net is None or "pod" not in net.sources):
             yield _cause(
                 CauseType.INVALID,
-                paths.interface(iface.position, "name"),
+                paths.interface(iface.position).child("name"),
                 "PasstBinding interface only implemented with pod network",
             )
 
@@ -202,7 +216,7 @@ def _binding_count(iface: Interface, cluster: Cluster) -> Cause | None:
             return None
         return _cause(
             CauseType.INVALID,
-            paths.interface(iface.position, "binding"),
+            paths.interface(iface.position).child("binding"),
             f"logical {iface.name} interface cannot have both binding plugin and interface "
             "binding method",
         )
@@ -224,7 +238,7 @@ def _unique_networks(spec: Spec) -> Iterator[Cause]:
         if net.name in seen:
             yield _cause(
                 CauseType.DUPLICATE,
-                paths.network(net.position, "name"),
+                paths.network(net.position).child("name"),
                 f'Network with name "{net.name}" already exists, every network must have a '
                 "unique name",
             )
@@ -236,7 +250,7 @@ def _pairing(spec: Spec) -> Iterator[Cause]:
     net_names = {net.name for net in spec.networks}
     for net in spec.networks:
         if net.name not in iface_names:
-            field = paths.network(net.position, "name")
+            field = paths.network(net.position).child("name")
             yield _cause(CauseType.REQUIRED, field, f"{field} '{net.name}' not found.")
     seen: set[str] = set()
     for iface in spec.interfaces:
@@ -257,14 +271,14 @@ def _formats(spec: Spec) -> Iterator[Cause]:
         if not NAME.fullmatch(iface.name):
             yield _cause(
                 CauseType.INVALID,
-                paths.interface(iface.position, "name"),
+                paths.interface(iface.position).child("name"),
                 "Network interface name can only contain alphabetical characters, numbers, "
                 "dashes (-) or underscores (_)",
             )
         if iface.model and iface.model not in MODELS:
             yield _cause(
                 CauseType.NOT_SUPPORTED,
-                paths.interface(iface.position, "model"),
+                paths.interface(iface.position).child("model"),
                 f"interface {_name_field(iface)} uses model {iface.model} that is not supported.",
             )
         if iface.mac:
@@ -272,26 +286,26 @@ def _formats(spec: Spec) -> Iterator[Cause]:
             if size is None:
                 yield _cause(
                     CauseType.INVALID,
-                    paths.interface(iface.position, "macAddress"),
+                    paths.interface(iface.position).child("macAddress"),
                     f"interface {_name_field(iface)} has malformed MAC address ({iface.mac}).",
                 )
             elif size > 6:
                 yield _cause(
                     CauseType.INVALID,
-                    paths.interface(iface.position, "macAddress"),
+                    paths.interface(iface.position).child("macAddress"),
                     f"interface {_name_field(iface)} has too long MAC address ({iface.mac}).",
                 )
         if iface.pci_address and not PCI_ADDRESS.fullmatch(iface.pci_address):
             yield _cause(
                 CauseType.INVALID,
-                paths.interface(iface.position, "pciAddress"),
+                paths.interface(iface.position).child("pciAddress"),
                 f"interface {_name_field(iface)} has malformed PCI address ({iface.pci_address}).",
             )
 
 
-def _name_field(iface: Interface) -> str:
+def _name_field(iface: Interface) -> FieldPath:
     """KubeVirt names the interface by its field path in format messages."""
-    return paths.interface(iface.position, "name")
+    return paths.interface(iface.position).child("name")
 
 
 def _discontinued(spec: Spec) -> Iterator[Cause]:
@@ -300,7 +314,7 @@ def _discontinued(spec: Spec) -> Iterator[Cause]:
             message = DISCONTINUED.get(binding)
             if message is not None:
                 yield _cause(
-                    CauseType.INVALID, paths.interface(iface.position, binding.value), message
+                    CauseType.INVALID, paths.interface(iface.position).child(binding.value), message
                 )
 
 

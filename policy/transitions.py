@@ -1,9 +1,9 @@
 """Hot plug rules: what an UPDATE of a running VM may change, and how.
 
-Each rule is a plain function `(Situation) -> Iterator[Cause]`; `RULES` lists
-them in evaluation order with the kind of change each judges. They only run for
-UPDATEs of running VMs by users who are not exempt, and only when their kind of
-change occurs.
+Each rule is a plain function `(Situation) -> Iterator[Cause]`; the registry
+(`policy/catalogue.py`) lists them in evaluation order with the kind of change each
+judges (its phase). They only run for UPDATEs of running VMs by users who are not
+exempt, and only when their kind of change occurs (`TRIGGERS`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from typing import Any, Final, final
 from policy import paths
 from policy.annotations import REQUEST, STATUS, Ledger, parse_request, parse_status
 from policy.capacity import Capacity, implicit_pod_interface, measure
-from policy.catalogue import RuleId
 from policy.changes import Changes, changed_fields
 from policy.cluster import (
     EVICT,
@@ -25,7 +24,9 @@ from policy.cluster import (
     parse_cluster,
 )
 from policy.config import Completion, PolicyConfig
+from policy.ids import RuleId, RulePhase
 from policy.instances import Instance, unfinished_migrations
+from policy.paths import FieldPath
 from policy.review import Context
 from policy.slots import (
     FLAT_BUS_ARCHITECTURE,
@@ -135,8 +136,10 @@ def removal_eligible(
     )
 
 
-def _cause(rule: RuleId, field: str, message: str, kind: CauseType = CauseType.FORBIDDEN) -> Cause:
-    return Cause(rule=rule, type=kind, field=field, message=message)
+def _cause(
+    rule: RuleId, field: FieldPath, message: str, kind: CauseType = CauseType.FORBIDDEN
+) -> Cause:
+    return Cause(rule=rule, type=kind, field=field.text, message=message)
 
 
 def check_plug_binding(situation: Situation) -> Iterator[Cause]:
@@ -188,7 +191,7 @@ def check_plug_model(situation: Situation) -> Iterator[Cause]:
         if iface.model and iface.model != "virtio":
             yield _cause(
                 RuleId.PLUG_MODEL,
-                paths.interface(iface.position, "model"),
+                paths.interface(iface.position).child("model"),
                 f"'{iface.name}' uses model '{iface.model}': only virtio interfaces can be hot "
                 "plugged into the reserved PCIe ports; set model: virtio or remove the model",
                 CauseType.NOT_SUPPORTED,
@@ -233,7 +236,7 @@ def check_nad_namespace(situation: Situation) -> Iterator[Cause]:
         if namespace != situation.namespace:
             yield _cause(
                 RuleId.NAD_NAMESPACE,
-                paths.network(net.position, "multus.networkName"),
+                paths.network(net.position).child("multus").child("networkName"),
                 f"'{iface.name}' refers to NetworkAttachmentDefinition '{namespace}/{name}' in "
                 f"another namespace; create it in '{situation.namespace}' and use "
                 f"networkName: {name}",
@@ -248,7 +251,7 @@ def check_nad_exists(situation: Situation) -> Iterator[Cause]:
         if f"{namespace}/{name}" not in known:
             yield _cause(
                 RuleId.NAD_EXISTS,
-                paths.network(net.position, "multus.networkName"),
+                paths.network(net.position).child("multus").child("networkName"),
                 f"NetworkAttachmentDefinition '{namespace}/{name}' for '{iface.name}' does not "
                 "exist; create it first (virt-controller would fail to render the pod)",
                 CauseType.INVALID,
@@ -263,7 +266,7 @@ def check_machine_type(situation: Situation) -> Iterator[Cause]:
     for iface in situation.changes.plugged:
         yield _cause(
             RuleId.MACHINE_TYPE,
-            f"{paths.SPEC}.domain.machine.type",
+            paths.SPEC.child("domain").child("machine").child("type"),
             f"'{iface.name}' cannot be hot plugged: machine type '{machine}' on architecture "
             f"'{arch}' has no PCIe hot plug ports (q35 or virt on amd64/arm64 only); "
             f"{AUTO_RESTART_HINT}",
@@ -395,7 +398,7 @@ def check_live_migratable(situation: Situation) -> Iterator[Cause]:
         names = ", ".join(f"'{i.name}'" for i in unplugged)
         yield _cause(
             RuleId.LIVE_MIGRATABLE,
-            paths.interface(unplugged[0].position, "state"),
+            paths.interface(unplugged[0].position).child("state"),
             f"{names} would leave the guest at once, but its pod interface stays until a "
             f"migration; {why} and the KubeVirt CR lists Evict in "
             "spec.workloadUpdateStrategy.workloadUpdateMethods, so "
@@ -410,7 +413,7 @@ def check_unplug_legacy_naming(situation: Situation) -> Iterator[Cause]:
     for iface in situation.changes.unplugged:
         yield _cause(
             RuleId.UNPLUG_LEGACY_NAMING,
-            paths.interface(iface.position, "state"),
+            paths.interface(iface.position).child("state"),
             f"'{iface.name}' cannot be hot unplugged: the VM's pod uses ordinal interface names "
             "(started before KubeVirt v1.0 / OpenShift 4.14), which KubeVirt cannot unplug; "
             "restart the VM once, then unplug",
@@ -425,7 +428,7 @@ def check_unplug_cancel(situation: Situation) -> Iterator[Cause]:
         if running is not None and running.absent:
             yield _cause(
                 RuleId.UNPLUG_CANCEL,
-                paths.interface(iface.position, "state"),
+                paths.interface(iface.position).child("state"),
                 f"the hot unplug of '{iface.name}' is already underway and cannot be cancelled "
                 "(KubeVirt ignores this change); wait until KubeVirt removes it, then plug it "
                 "again",
@@ -659,7 +662,7 @@ def check_kubevirt_release(situation: Situation) -> Iterator[Cause]:
     for iface in situation.changes.unplugged:
         yield _cause(
             RuleId.KUBEVIRT_RELEASE,
-            paths.interface(iface.position, "state"),
+            paths.interface(iface.position).child("state"),
             f"'{iface.name}' cannot be hot unplugged: {reason}; {fix} or {AUTO_RESTART_HINT}",
         )
 
@@ -748,7 +751,6 @@ def previous_request_unfinished(situation: Situation) -> bool | None:
     return None
 
 
-Rule = Callable[[Situation], Iterator[Cause]]
 Trigger = Callable[[Changes], bool]
 
 
@@ -776,22 +778,12 @@ def _modifications(changes: Changes) -> bool:
     return bool(changes.modified or changes.declared)
 
 
-# (rule, check, the kind of change it judges): a rule runs only when its kind occurs.
-RULES: tuple[tuple[RuleId, Rule, Trigger], ...] = (
-    (RuleId.KUBEVIRT_RELEASE, check_kubevirt_release, _hotplug),
-    (RuleId.PLUG_BINDING, check_plug_binding, _plugs),
-    (RuleId.PLUG_MODEL, check_plug_model, _plugs),
-    (RuleId.PLUG_NETWORK, check_plug_network, _plugs),
-    (RuleId.NAD_NAMESPACE, check_nad_namespace, _plugs),
-    (RuleId.NAD_EXISTS, check_nad_exists, _plugs),
-    (RuleId.MACHINE_TYPE, check_machine_type, _plugs),
-    (RuleId.HOTPLUG_SLOTS, check_hotplug_slots, _plugs),
-    (RuleId.PCI_SLOTS, check_pci_slots, _plugs),
-    (RuleId.LIVE_MIGRATABLE, check_live_migratable, _hotplug),
-    (RuleId.UNPLUG_LEGACY_NAMING, check_unplug_legacy_naming, _unplugs),
-    (RuleId.UNPLUG_CANCEL, check_unplug_cancel, _cancels),
-    (RuleId.PLAIN_REMOVAL, check_plain_removal, _removals),
-    (RuleId.RESTART_REQUIRED, check_restart_required, _modifications),
-    (RuleId.IMPLICIT_POD_NETWORK, check_implicit_pod_network, _plugs),
-    (RuleId.HOTPLUG_IN_PROGRESS, check_hotplug_in_progress, _hotplug),
-)
+# The kind of change each hot plug phase is named after: its rules run only when it occurs.
+TRIGGERS: Final[dict[RulePhase, Trigger]] = {
+    RulePhase.PLUG: _plugs,
+    RulePhase.UNPLUG: _unplugs,
+    RulePhase.HOTPLUG: _hotplug,
+    RulePhase.CANCEL: _cancels,
+    RulePhase.REMOVAL: _removals,
+    RulePhase.MODIFICATION: _modifications,
+}

@@ -1,13 +1,8 @@
 """The base of every value the engine builds: views, changes, causes, verdicts.
 
-These are not frozen dataclasses, though they play that part: the engine builds
-dozens per request (one per interface, network and VMI status entry), and when
-`policy/` is compiled (setup.py) a dataclass keeps an interpreted `__init__`,
-10-30x slower than the explicit one each subclass writes. Subclasses are
-`@final`, declare their attributes `Final` (mypy rejects any assignment; the
-compiled build refuses one at run time too) and list them in `FIELDS`, which
-gives them dataclass-like equality, hashing and repr. What callers build (the
-review, its context, the policy config) stays frozen dataclasses.
+Subclasses are `@final`, write an explicit keyword-only `__init__`, declare their
+attributes `Final` and list them in `FIELDS`; why (the compiled build):
+docs/architecture.md, "Why the engine's values are written by hand".
 """
 
 from __future__ import annotations

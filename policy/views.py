@@ -11,11 +11,11 @@ import enum
 from typing import Any, Final, final
 
 from policy import paths
+from policy.paths import FieldPath
 from policy.values import Value
 
-# JSON objects are typed `dict`, not `Mapping`: compiled, a `dict` lookup is a direct
-# call while a `Mapping` one goes through method lookup, and the views make a
-# hundred of them per request. The engine never writes into them (a property test
+# JSON objects are typed `dict`, not `Mapping` (docs/architecture.md, "Why the engine's
+# values are written by hand"). The engine never writes into them (a property test
 # checks its inputs and this shared empty object stay unchanged).
 EMPTY: Final[dict[str, Any]] = {}
 
@@ -122,7 +122,7 @@ class Shape(Value):
 
     FIELDS = ("field", "expected")
 
-    def __init__(self, *, field: str, expected: str) -> None:
+    def __init__(self, *, field: FieldPath, expected: str) -> None:
         self.field: Final = field
         self.expected: Final = expected
 
@@ -130,26 +130,24 @@ class Shape(Value):
 class Spec:
     """The network-relevant part of a VM template spec or a VMI spec.
 
-    Interface and network views are built on first use and kept: most requests
-    only need the new spec in full, and look up a few entries of the old spec
-    and the VMI by name. The caches are plain attributes (not `cached_property`)
-    so the class also compiles to a native class with mypyc (setup.py).
+    Interface and network views are built on first use and kept in plain
+    attributes (docs/architecture.md on the compiled build): most requests only
+    need the new spec in full, and look up a few entries of the old spec and the
+    VMI by name.
     """
 
-    def __init__(self, raw: object, *, base: str = paths.SPEC) -> None:
-        self.base = base
+    def __init__(self, raw: object, *, base: FieldPath | None = None) -> None:
+        self._base = base  # None: a VM's template spec (resolved only when a path is built)
         self._container_shapes: list[Shape] = []
         self._entry_shapes: list[Shape] = []
-        spec = self._child(raw, "")
-        self.domain = self._child(spec.get("domain"), ".domain")
-        self.devices = self._child(self.domain.get("devices"), ".domain.devices")
-        machine = self._child(self.domain.get("machine"), ".domain.machine")
+        spec = self._child(raw, ())
+        self.domain = self._child(spec.get("domain"), _DOMAIN)
+        self.devices = self._child(self.domain.get("devices"), _DEVICES)
+        machine = self._child(self.domain.get("machine"), _MACHINE)
         self.machine_type = text(machine.get("type"))
         self.architecture = text(spec.get("architecture"))
-        self._raw_interfaces = self._list(
-            self.devices.get("interfaces"), ".domain.devices.interfaces"
-        )
-        self._raw_networks = self._list(spec.get("networks"), ".networks")
+        self._raw_interfaces = self._list(self.devices.get("interfaces"), _INTERFACES)
+        self._raw_networks = self._list(spec.get("networks"), _NETWORKS)
         # Entry counts, known before any per-entry work (the engine refuses oversized lists).
         self.interface_count = len(self._raw_interfaces)
         self.network_count = len(self._raw_networks)
@@ -165,13 +163,12 @@ class Spec:
     @property
     def interfaces(self) -> tuple[Interface, ...]:
         if self._interfaces is None:
-            base = f"{self.base}.domain.devices.interfaces"
             shapes = self._entry_shapes
             self._interfaces = tuple(
                 [
-                    _interface(index, item, base, shapes)
+                    _interface(index, item, self, shapes)
                     for index, item in enumerate(self._raw_interfaces)
-                    if isinstance(item, dict) or _not_entry(index, base, shapes)
+                    if isinstance(item, dict) or _not_entry(self.at(_INTERFACES), index, shapes)
                 ]
             )
         return self._interfaces
@@ -179,13 +176,12 @@ class Spec:
     @property
     def networks(self) -> tuple[Network, ...]:
         if self._networks is None:
-            base = f"{self.base}.networks"
             shapes = self._entry_shapes
             self._networks = tuple(
                 [
                     _network(index, item)
                     for index, item in enumerate(self._raw_networks)
-                    if isinstance(item, dict) or _not_entry(index, base, shapes)
+                    if isinstance(item, dict) or _not_entry(self.at(_NETWORKS), index, shapes)
                 ]
             )
         return self._networks
@@ -214,7 +210,7 @@ class Spec:
         if self._interfaces is not None:
             return self.interfaces_by_name.get(name)
         entry = self.raw_interfaces.get(name)
-        return None if entry is None else _interface(entry[0], entry[1], "", [])
+        return None if entry is None else _interface(entry[0], entry[1], self, [])
 
     def network(self, name: str) -> Network | None:
         """The first network called `name`."""
@@ -248,26 +244,43 @@ class Spec:
             self._networks_by_name = result
         return self._networks_by_name
 
-    # Field paths of shape problems are `base` + a suffix, joined only when reported.
+    def at(self, names: tuple[str, ...]) -> FieldPath:
+        """The path of field `names` (children of each other) of this spec.
 
-    def _child(self, value: object, suffix: str) -> dict[str, Any]:
+        Shape problems are rare: their paths are built only when one is recorded.
+        """
+        path = paths.SPEC if self._base is None else self._base
+        for name in names:
+            path = path.child(name)
+        return path
+
+    def _child(self, value: object, names: tuple[str, ...]) -> dict[str, Any]:
         if isinstance(value, dict):
             return value
         if value is not None:
-            self._container_shapes.append(Shape(field=self.base + suffix, expected="object"))
+            self._container_shapes.append(Shape(field=self.at(names), expected="object"))
         return EMPTY
 
-    def _list(self, value: object, suffix: str) -> list[Any]:
+    def _list(self, value: object, names: tuple[str, ...]) -> list[Any]:
         if isinstance(value, list):
             return value
         if value is not None:
-            self._container_shapes.append(Shape(field=self.base + suffix, expected="list"))
+            self._container_shapes.append(Shape(field=self.at(names), expected="list"))
         return []
 
 
-def _not_entry(index: int, base: str, shapes: list[Shape]) -> bool:
+# The spec's fields the view reads, as names below its base path (typed `tuple[str, ...]`:
+# compiled, a fixed-length tuple is unboxed and would be boxed again on every call).
+_DOMAIN: Final[tuple[str, ...]] = ("domain",)
+_DEVICES: Final[tuple[str, ...]] = ("domain", "devices")
+_MACHINE: Final[tuple[str, ...]] = ("domain", "machine")
+_INTERFACES: Final[tuple[str, ...]] = ("domain", "devices", "interfaces")
+_NETWORKS: Final[tuple[str, ...]] = ("networks",)
+
+
+def _not_entry(entries: FieldPath, index: int, shapes: list[Shape]) -> bool:
     """Record an entry that is not a JSON object; always False (the entry is skipped)."""
-    shapes.append(Shape(field=f"{base}[{index}]", expected="object"))
+    shapes.append(Shape(field=entries.index(index), expected="object"))
     return False
 
 
@@ -344,8 +357,9 @@ def positive_int(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
-def parse_spec(spec: object, *, base: str = paths.SPEC) -> Spec:
-    """View of a VM template spec or VMI spec; `base` prefixes shape field paths."""
+def parse_spec(spec: object, *, base: FieldPath | None = None) -> Spec:
+    """View of a VM template spec or VMI spec; `base` (default `spec.template.spec`)
+    prefixes shape field paths."""
     return Spec(spec, base=base)
 
 
@@ -373,7 +387,7 @@ def parse_vm(obj: object) -> VirtualMachine:
 _BINDINGS = {member.value: member for member in Binding}
 
 
-def _interface(index: int, item: dict[str, Any], base: str, shapes: list[Shape]) -> Interface:
+def _interface(index: int, item: dict[str, Any], spec: Spec, shapes: list[Shape]) -> Interface:
     name, model, state = item.get("name", ""), item.get("model", ""), item.get("state", "")
     mac, pci_address = item.get("macAddress", ""), item.get("pciAddress", "")
     if not (
@@ -384,7 +398,7 @@ def _interface(index: int, item: dict[str, Any], base: str, shapes: list[Shape])
         and isinstance(pci_address, str)
     ):
         name, model, state, mac, pci_address = (
-            _string(item.get(key), f"{base}[{index}].{key}", shapes)
+            _string(item.get(key), spec, index, key, shapes)
             for key in ("name", "model", "state", "macAddress", "pciAddress")
         )
     return Interface(
@@ -401,10 +415,11 @@ def _interface(index: int, item: dict[str, Any], base: str, shapes: list[Shape])
     )
 
 
-def _string(value: object, field: str, shapes: list[Shape]) -> str:
+def _string(value: object, spec: Spec, index: int, key: str, shapes: list[Shape]) -> str:
+    """`value` if it is a string (None reads as empty); else records interface `index`'s `key`."""
     if value is None or isinstance(value, str):
         return value or ""
-    shapes.append(Shape(field=field, expected="string"))
+    shapes.append(Shape(field=spec.at(_INTERFACES).index(index).child(key), expected="string"))
     return ""
 
 

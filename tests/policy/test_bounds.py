@@ -68,6 +68,21 @@ def test_an_oversized_create_passes_untouched_when_kubevirt_spec_is_off() -> Non
     assert (verdict.findings, verdict.patch) == ((), ())
 
 
+def test_an_oversized_list_only_warns_when_kubevirt_spec_warns() -> None:
+    new = with_secondaries(running_vm(), 300)
+    config = parse_config({"rules": {"kubevirt-spec": "warn"}})
+    verdict = evaluate(Review(operation=Operation.CREATE, new=new, user=USER), config=config)
+    assert (verdict.allowed, verdict.patch) == (True, ())
+    assert [f.cause.field for f in verdict.findings] == [
+        "spec.template.spec.domain.devices.interfaces",
+        "spec.template.spec.networks",
+    ]
+    assert verdict.warnings == (  # the same text for both lists, said once
+        "kubevirt-spec: list exceeds the 256 element limit in length (301 entries); "
+        "the VM is not checked further",
+    )
+
+
 def test_converting_many_removals_is_linear() -> None:
     vm = parse_vm(with_secondaries(running_vm(), 20_000))
     removals = [

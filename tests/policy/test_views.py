@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from policy.paths import FieldPath, new_path
 from policy.views import Shape, parse_spec, parse_vm
 
 SPEC = "spec.template.spec"
@@ -26,12 +27,12 @@ SPEC = "spec.template.spec"
 def test_a_part_of_the_wrong_type_is_recorded_at_its_path(
     spec: object, field: str, expected: str
 ) -> None:
-    assert parse_spec(spec).shapes == (Shape(field=field, expected=expected),)
+    assert parse_spec(spec).shapes == (Shape(field=FieldPath(field), expected=expected),)
 
 
 def test_shape_paths_start_at_the_base_given() -> None:
-    assert parse_spec({"domain": 1}, base="spec").shapes == (
-        Shape(field="spec.domain", expected="object"),
+    assert parse_spec({"domain": 1}, base=new_path("spec")).shapes == (
+        Shape(field=new_path("spec", "domain"), expected="object"),
     )
 
 
@@ -42,7 +43,7 @@ def test_interface_fields_of_the_wrong_type_read_as_missing_and_the_others_as_gi
     fields = (iface.name, iface.model, iface.state, iface.mac, iface.pci_address)
     assert fields == ("a", "", "down", "m", "p")
     assert spec.shapes == (
-        Shape(field=f"{SPEC}.domain.devices.interfaces[0].model", expected="string"),
+        Shape(field=FieldPath(f"{SPEC}.domain.devices.interfaces[0].model"), expected="string"),
     )
 
 
