@@ -115,11 +115,12 @@ def _append(
 
 
 def set_model_ops(vm: VirtualMachine, names: Iterable[str]) -> list[PatchOp]:
-    """Set `model: virtio` on the named interfaces that have no model."""
+    """Set `model: virtio` on the named interfaces that have no model (a nameless one is
+    left alone: its index could not be guarded by its name)."""
     ops: list[PatchOp] = []
     wanted = set(names)
     for iface in vm.spec.interfaces:
-        if iface.name in wanted and "model" not in iface.raw:
+        if iface.name and iface.name in wanted and "model" not in iface.raw:
             pointer = f"{paths.POINTER_INTERFACES}/{iface.position}"
             ops.append(PatchOp(op="test", path=f"{pointer}/name", value=iface.name))
             ops.append(PatchOp(op="add", path=f"{pointer}/model", value="virtio"))

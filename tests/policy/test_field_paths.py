@@ -105,9 +105,7 @@ def test_every_reported_field_names_a_place_in_the_submitted_object(
     )
     # The mutating webhook judges the object its patch makes (a deleted interface kept as
     # absent), also when it denies and so sends no patch: its paths may name that object.
-    warn_only = config.with_overrides(
-        {"rules": dict.fromkeys(config.rules, "warn"), "defaultModelVirtio": False}
-    )
+    warn_only = config.with_overrides({"rules": dict.fromkeys(config.rules, "warn")})
     patch = evaluate(review, context, warn_only, mode=Mode.MUTATE).render_patch()
     patched = jsonpatch.apply_patch(copy.deepcopy(new), patch)
     for mode, judged in ((Mode.VALIDATE, (new,)), (Mode.MUTATE, (new, patched))):
