@@ -100,7 +100,7 @@ def annotation_target(
             if action is Action.OFF and key not in guarded.desired:
                 continue
         elif mode is Mode.VALIDATE and key in guarded.desired:
-            unset = _UNSET_BY_MUTATION.get(key, f"'{key}' was not set by the mutating webhook")
+            unset = _UNSET_BY_MUTATION[key]  # desired holds only the request and the ledger
             warnings.append(f"{RuleId.GUARDED_ANNOTATIONS}: {unset}")
         elif mode is Mode.MUTATE and key not in guarded.desired:
             # neither forged nor computed: the stored value was removed
