@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NotRequired, TypedDict
 
+import orjson
+
 from policy import Cause, Mode, Operation, Review, UserInfo, Verdict
 from policy.engine import ALLOWED
 
@@ -42,8 +44,34 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]+")
 """Control characters and lone surrogates (which would reach kube-apiserver as invalid UTF-8)."""
 
-compact_json = json.JSONEncoder(separators=(",", ":")).encode
-"""`json.dumps(value, separators=(",", ":"))`, without building an encoder for every call."""
+_STANDARD_COMPACT = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def decode_json(body: bytes) -> Any:
+    """`json.loads(body)`, by orjson where it can (a review's body in a quarter of the time).
+
+    orjson takes strict RFC 8259 JSON in UTF-8 only; what it refuses (lone surrogate
+    escapes, NaN, numbers beyond a double's range, other encodings, a byte order mark)
+    goes to the standard library, which decodes it as it always did or raises its usual
+    errors. The one difference left: orjson reads an integer beyond 64 bits as a float,
+    as kube-apiserver, which holds such numbers as float64, sends it anyway.
+    """
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
+
+
+def compact_json(value: object) -> bytes:
+    """`value` as compact JSON in UTF-8, by orjson where it can.
+
+    What orjson cannot encode (a lone surrogate, an integer beyond 64 bits, a key that is
+    not a string) the standard library encodes as before, escaping what is not ASCII.
+    """
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return _STANDARD_COMPACT(value).encode("ascii")
 
 
 class RequestError(Exception):
@@ -250,7 +278,7 @@ def parse_envelope(body: bytes) -> tuple[Envelope, Mapping[str, Any]]:
             "JSON objects and arrays than a VirtualMachine review can need",
         )
     try:
-        document = json.loads(body)
+        document = decode_json(body)
     except UnicodeDecodeError:
         raise RequestError(400, "body is not UTF-8 JSON") from None
     except ValueError as error:
@@ -380,7 +408,7 @@ def render_review(envelope: Envelope, answer: Answer, *, mode: Mode) -> Admissio
         response["status"] = _render_denial(answer.verdict.causes, name=envelope.name)
     elif mode is Mode.MUTATE and answer.verdict.patch:
         document = compact_json(answer.verdict.render_patch())
-        response["patch"] = base64.b64encode(document.encode()).decode("ascii")
+        response["patch"] = base64.b64encode(document).decode("ascii")
         response["patchType"] = "JSONPatch"
     warnings = _render_warnings((*answer.verdict.warnings, *answer.warnings))
     if warnings:
