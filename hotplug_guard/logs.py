@@ -30,6 +30,8 @@ import time
 import weakref
 from typing import IO, Any
 
+import orjson
+
 ROOT = "hotplug_guard"
 """The logger every other logger of the product descends from."""
 MAX_FIELD_CHARS = 512
@@ -47,16 +49,34 @@ _RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime
 _SCALARS = frozenset({bool, int, float, type(None)})
 """Types whose values are bounded as they are (kept apart: one line per review, ~15 fields)."""
 _COLLECTIONS = (list, tuple, set, frozenset)
+_STANDARD_ENCODE = json.JSONEncoder(default=str, separators=(",", ":")).encode
+_PASSTHROUGH = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+"""Values orjson would render its own way go to `str()`, as with the standard library."""
+
+
+def encode_line(entry: dict[str, Any]) -> str:
+    """`entry` as one line of compact, ASCII JSON, values JSON has no type for as `str()`.
+
+    orjson encodes a review's line in a tenth of the time. A line it cannot encode (a
+    lone surrogate, an integer beyond 64 bits) or that is not ASCII (orjson writes UTF-8,
+    and a log stream's encoding may be narrower) is encoded by the standard library,
+    which escapes what is not ASCII.
+    """
+    try:
+        line = orjson.dumps(entry, default=str, option=_PASSTHROUGH)
+    except TypeError:
+        return _STANDARD_ENCODE(entry)
+    return line.decode("ascii") if line.isascii() else _STANDARD_ENCODE(entry)
 
 
 class JsonFormatter(logging.Formatter):
     """Render a record as one JSON line; `extra=` fields become top-level keys.
 
-    One line is written per review, so the encoder is built once and the
-    timestamp's seconds part is formatted once per second.
+    One line is written per review, so lines are encoded by orjson (`encode_line`) and
+    the timestamp's seconds part is formatted once per second.
     """
 
-    encode = json.JSONEncoder(default=str, separators=(",", ":")).encode
+    encode = staticmethod(encode_line)
     """The line of an entry from `entry`."""
 
     def __init__(self) -> None:

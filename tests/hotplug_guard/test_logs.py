@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
+import datetime
 import io
 import json
 import logging
 import multiprocessing
+import os
 import sys
 import threading
 import time
@@ -18,6 +21,11 @@ from hotplug_guard.logs import (
     BatchingStreamHandler,
     JsonFormatter,
 )
+
+
+@dataclasses.dataclass
+class Cut:
+    limit: int
 
 
 def record(created: float, **extra: object) -> logging.LogRecord:
@@ -49,6 +57,20 @@ def test_timestamp_follows_each_second() -> None:
 def test_values_json_cannot_encode_are_rendered_as_text() -> None:
     line = json.loads(JsonFormatter().format(record(0.0, path=object)))
     assert line["path"] == str(object)
+
+
+def test_lines_are_ascii_json_whatever_text_they_carry() -> None:
+    line = JsonFormatter().format(record(0.0, user="é-\ud800", vm="default/vm"))
+    assert line.isascii()
+    assert json.loads(line)["user"] == "é-\ud800"
+    assert json.loads(line)["vm"] == "default/vm"
+
+
+def test_times_and_dataclasses_are_rendered_as_their_text() -> None:
+    at = datetime.datetime(2026, 12, 1, 18, 0, tzinfo=datetime.UTC)
+    cut = Cut(limit=3)
+    line = json.loads(JsonFormatter().format(record(0.0, at=at, cut=cut, big=2**70)))
+    assert (line["at"], line["cut"], line["big"]) == (str(at), str(cut), 2**70)
 
 
 def test_exceptions_carry_their_traceback() -> None:
@@ -135,8 +157,11 @@ def test_a_forked_child_writes_its_own_lines_not_its_parents_pending_ones(tmp_pa
         child.join(timeout=30)
         handler.flush()
     assert child.exitcode == 0
-    messages = [json.loads(line)["message"] for line in path.read_text().splitlines()]
-    assert sorted(messages) == ["child", "parent"]
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert sorted((line["message"], line["pid"]) for line in lines) == [
+        ("child", child.pid),
+        ("parent", os.getpid()),
+    ]
 
 
 def _log_in_child(logger: logging.Logger) -> None:
