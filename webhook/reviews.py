@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -36,6 +37,8 @@ MAX_CAUSES = 10
 """KubeVirt's webhooks list at most ten causes; more are summarised in the message."""
 MAX_WARNING_CHARS = 120
 """kube-apiserver's guidance for warning length."""
+MAX_CACHED_WARNING_CHARS = 1024
+"""Longer warning texts are shortened anew each time, so the cache stays small."""
 MAX_AUDIT_VALUE_CHARS = 4096
 _AUDIT_KEY = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 _MAX_AUDIT_KEY_CHARS = 63
@@ -458,10 +461,18 @@ def _render_warnings(texts: Sequence[str]) -> list[str]:
     """Warnings kube-apiserver will pass on: one line, short, each said once."""
     seen: dict[str, None] = {}
     for text in texts:
-        line = _shorten(_one_line(text), MAX_WARNING_CHARS)
+        line = _warning_line(text) if len(text) <= MAX_CACHED_WARNING_CHARS else _shorten_line(text)
         if line:
             seen.setdefault(line)
     return list(seen)
+
+
+def _shorten_line(text: str) -> str:
+    return _shorten(_one_line(text), MAX_WARNING_CHARS)
+
+
+_warning_line = functools.lru_cache(maxsize=256)(_shorten_line)
+"""`_shorten_line`, remembered: the same few warnings recur on every hot plug."""
 
 
 def _render_audit(findings: Sequence[Cause], extra: Mapping[str, str]) -> dict[str, str]:

@@ -30,6 +30,7 @@ from policy.deadline import Deadline
 from policy.signing import SigningKeys
 from tests.webhook.fakes import Built, FakeEngine, StubContext, build
 from tests.webhook.objects import fixture, hotplug_review, review, running, uid_of, with_bridge_nics
+from webhook import reviews
 from webhook.admission import Admission
 from webhook.app import MAX_BODY_BYTES, create_app, parse_duration
 from webhook.context import ContextState
@@ -173,6 +174,17 @@ def test_warnings_have_no_control_characters_are_short_and_said_once() -> None:
     assert warnings[2].startswith("restart-required: word word")
     assert warnings[2].endswith("word...")
     assert all(not any(ord(c) < 32 or 127 <= ord(c) < 160 for c in text) for text in warnings)
+
+
+def test_a_very_long_warning_is_shortened_the_same_way_without_being_remembered() -> None:
+    huge = "restart-required:\n" + "word " * 2000
+    before = reviews._warning_line.cache_info().currsize
+    built = build(engine=FakeEngine(verdict=Verdict(allowed=True, warnings=(huge, "short"))))
+    for _ in range(2):
+        warnings = answer_of(post(built, "/mutate", hotplug_review()))["response"]["warnings"]
+        assert warnings[0] == "restart-required: " + "word " * 18 + "word..."
+        assert len(warnings[0]) <= 120
+    assert reviews._warning_line.cache_info().currsize <= before + 1  # "short" only
 
 
 def test_audit_findings_become_audit_annotations_keyed_by_rule_without_slash() -> None:
