@@ -7,14 +7,19 @@ four configurations, each in a namespace of its own so that all are registered
 at once and the rounds alternate between them:
 
 - none: no admission webhook or policy, the apiserver's own latency;
+- floor: both webhooks as the chart registers them, answered by the load benchmark's
+  floor app (`benchmarks.webhook_load`: the same gunicorn and TLS serving a Flask
+  handler that decodes the review and allows it): what any Python webhook pair costs
+  here, before it does anything;
 - webhooks: both hotplug-guard webhooks as the chart registers them, pure-Python engine;
 - compiled: the same with the mypyc-compiled engine (a compiled copy of the tree);
 - vap: a ValidatingAdmissionPolicy (CEL, evaluated inside kube-apiserver) with
   the stateless subset of the rules (added interfaces need the bridge binding and
   model virtio; at most 4 interfaces that are not absent).
 
-It prints p50 and p99 of each, what each adds to "none" in ms and as a ratio, and
-the target (webhooks: p99 <= 2x the apiserver's own p99).
+It prints p50 and p99 of each, what each adds to "none" in ms and as a ratio, the
+target (webhooks: p99 <= 2x the apiserver's own p99), and hotplug-guard's own share:
+what its webhooks add beyond the floor's, and the mean review time inside `serve`.
 
 Run: `python -m benchmarks.apiserver_latency [--updates 2000] [--rounds 10]`
 after `python -m tests.kube.binaries`. Not a test: numbers depend on the machine.
@@ -37,12 +42,15 @@ from typing import Any
 
 import requests
 
+from benchmarks.webhook_load import running, wait_ready
 from tests.kube import controlplane, kubevirt, release
 from tests.kube.controlplane import ALICE, ControlPlane
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_P99 = 2.0
-CONFIGURATIONS = ("none", "webhooks", "compiled", "vap")
+CONFIGURATIONS = ("none", "floor", "webhooks", "compiled", "vap")
+REVIEWING = ("webhooks", "compiled")
+"""The configurations where hotplug-guard reviews: they deny an e1000 hot plug."""
 VAP_LABEL = "hotplug-guard.bench/policy"
 
 
@@ -150,17 +158,31 @@ def main(argv: list[str] | None = None) -> int:
         compiled_tree = compiled_copy(tmp / "compiled")
         with (
             controlplane.running(tmp / "control-plane") as plane,
-            configured(plane, tmp, compiled_tree) as targets,
+            configured(plane, tmp, compiled_tree) as (targets, compiled),
         ):
+            reviews, seconds = _review_seconds(compiled)
             latencies = measure(plane, targets, args, per_round)
+            after = _review_seconds(compiled)
+            review_ms = (after[1] - seconds) * 1000 / max(after[0] - reviews, 1)
             version = plane.tools.kubernetes_version
-    report(latencies, version)
+    report(latencies, version, review_ms=review_ms)
     return 0
 
 
+def _review_seconds(serving: release.Release) -> tuple[float, float]:
+    """Reviews `serve` answered so far, and the seconds it spent in them (its own histogram)."""
+    return (
+        serving.metric("hotplug_guard_admission_duration_seconds_count"),
+        serving.metric("hotplug_guard_admission_duration_seconds_sum"),
+    )
+
+
 @contextlib.contextmanager
-def configured(plane: ControlPlane, tmp: Path, compiled_tree: Path) -> Iterator[dict[str, str]]:
-    """The four configurations; for each, the namespace of its running VM."""
+def configured(
+    plane: ControlPlane, tmp: Path, compiled_tree: Path
+) -> Iterator[tuple[dict[str, str], release.Release]]:
+    """The configurations, each with the namespace of its running VM; and the compiled
+    release, whose `serve` says how long its reviews took."""
     plane.install_crds()
     with contextlib.ExitStack() as stack:
         pure = stack.enter_context(release.deployed(plane, tmp / "pure"))
@@ -169,10 +191,12 @@ def configured(plane: ControlPlane, tmp: Path, compiled_tree: Path) -> Iterator[
                 plane, tmp / "compiled-release", env={"PYTHONPATH": str(compiled_tree)}
             )
         )
+        floor = stack.enter_context(release.deployed(plane, tmp / "floor-release"))
         plane.create(POLICY)
         plane.create(BINDING)
         targets = {
             "none": plane.create_namespace("none"),
+            "floor": floor.namespace_for_tests("floor"),
             "webhooks": pure.namespace_for_tests("webhooks"),
             "compiled": compiled.namespace_for_tests("compiled"),
             "vap": plane.create_namespace("vap", labels={VAP_LABEL: "on"}),
@@ -181,32 +205,72 @@ def configured(plane: ControlPlane, tmp: Path, compiled_tree: Path) -> Iterator[
             plane.create(kubevirt.network_attachment_definition("net1", namespace))
             plane.create(kubevirt.virtual_machine("fedora", namespace), user=ALICE)
             kubevirt.start(plane, namespace, "fedora")
-        yield targets
+        stack.enter_context(floor_serving(plane, floor, targets["floor"]))
+        yield targets, compiled
 
 
-def measure(
-    plane: ControlPlane, targets: dict[str, str], args: argparse.Namespace, per_round: int
-) -> dict[str, list[float]]:
-    """Per configuration, the latency (ms) of each measured update; rounds alternate them."""
+@contextlib.contextmanager
+def floor_serving(plane: ControlPlane, floor: release.Release, namespace: str) -> Iterator[None]:
+    """The floor app in place of `floor`'s `serve`: same port, certificate and sizing.
+
+    The chart's validating webhook fails closed, so the update is refused while nothing
+    answers on the port: proof that kube-apiserver calls the floor once it runs.
+    """
+    floor.stop_server()
+    with _session(plane) as session:
+        url = _vm_url(plane, namespace)
+        if session.patch(url, data=plug(), timeout=30).status_code == 200:
+            raise SystemExit("floor: the update was allowed with no webhook server running")
+        sizing = [a for a in floor.command("webhook") if a.startswith(("--workers", "--threads"))]
+        tls = floor.volume("tls")
+        command = [
+            sys.executable,
+            "-m",
+            "benchmarks.webhook_load",
+            *sizing,
+            "--floor-server",
+            f"127.0.0.1:{floor.port}",
+            "--cert-dir",
+            str(tls),
+        ]
+        with running(command, floor.directory):
+            wait_ready(floor.port, tls / "ca.crt")
+            _patch(session, url, plug(), "floor")
+            yield
+
+
+@contextlib.contextmanager
+def _session(plane: ControlPlane) -> Iterator[requests.Session]:
+    """A keep-alive session of the ordinary user `alice`, sending JSON patches."""
     with requests.Session() as session:
         session.trust_env = False
         alice = plane.client_certificate(ALICE)
         session.cert = (str(alice.cert), str(alice.key))
         session.verify = str(plane.ca_file)
         session.headers["Content-Type"] = "application/json-patch+json"
+        yield session
+
+
+def _vm_url(plane: ControlPlane, namespace: str) -> str:
+    path = f"/apis/kubevirt.io/v1/namespaces/{namespace}/virtualmachines/fedora"
+    return f"{plane.url}{path}?dryRun=All"
+
+
+def measure(
+    plane: ControlPlane, targets: dict[str, str], args: argparse.Namespace, per_round: int
+) -> dict[str, list[float]]:
+    """Per configuration, the latency (ms) of each measured update; rounds alternate them."""
+    with _session(plane) as session:
         body = plug()
-        urls = {
-            name: f"{plane.url}/apis/kubevirt.io/v1/namespaces/{namespace}/virtualmachines/fedora"
-            f"?dryRun=All"
-            for name, namespace in targets.items()
-        }
+        urls = {name: _vm_url(plane, namespace) for name, namespace in targets.items()}
         e1000 = plug(model="e1000")
         for name, url in urls.items():
-            # each configuration allows the update and is really in force: it denies an e1000
+            # each configuration allows the update and is really in force: those that
+            # review deny an e1000 (the floor was proven called as it started)
             for _ in range(args.warmup):
                 _patch(session, url, body, name)
             denied = session.patch(url, data=e1000, timeout=30).status_code != 200
-            if denied != (name != "none"):
+            if denied != (name in (*REVIEWING, "vap")):
                 raise SystemExit(f"{name}: an e1000 hot plug was {'' if denied else 'not '}denied")
         latencies: dict[str, list[float]] = {name: [] for name in urls}
         for _ in range(args.rounds):
@@ -255,7 +319,7 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def report(latencies: dict[str, list[float]], version: str) -> None:
+def report(latencies: dict[str, list[float]], version: str, *, review_ms: float) -> None:
     count = min(len(v) for v in latencies.values())
     print(
         f"PATCH of a running VM (hot plug of a bridge NIC, dryRun=All) as an ordinary user, "
@@ -272,10 +336,21 @@ def report(latencies: dict[str, list[float]], version: str) -> None:
             f"{name:10}{p50:>11.2f}{p99:>11.2f}{p50 - base50:>+11.2f}{p99 - base99:>+11.2f}"
             f"{p50 / base50:>11.2f}{p99 / base99:>11.2f}"
         )
-    for name in ("webhooks", "compiled"):
+    for name in REVIEWING:
         ratio = percentile(latencies[name], 0.99) / base99
         verdict = "met" if ratio <= TARGET_P99 else "missed"
         print(f"{name}: p99 {ratio:.2f}x the apiserver's own (target <= {TARGET_P99}x: {verdict})")
+    floor50, floor99 = statistics.median(latencies["floor"]), percentile(latencies["floor"], 0.99)
+    for name in REVIEWING:
+        p50, p99 = statistics.median(latencies[name]), percentile(latencies[name], 0.99)
+        print(
+            f"{name}: beyond the floor's two calls, {p50 - floor50:+.2f} ms at p50 and "
+            f"{p99 - floor99:+.2f} ms at p99 ({p50 / floor50:.2f}x / {p99 / floor99:.2f}x)"
+        )
+    print(
+        f"compiled: a review inside serve took {review_ms:.2f} ms on average (its own "
+        f"histogram); kube-apiserver makes two calls per update"
+    )
     print("what the ValidatingAdmissionPolicy cannot express:")
     for item in CANNOT_EXPRESS:
         print(f"  - {item}")
