@@ -164,9 +164,9 @@ def slot_count(annotations: Mapping[str, Any]) -> int | None:
     return None
 
 
-def on_root_complex(*annotation_sets: Mapping[str, Any]) -> bool:
-    """True when any set asks KubeVirt to place PCI devices on the root complex."""
-    return any(a.get(ROOT_COMPLEX_ANNOTATION) == "true" for a in annotation_sets)
+def on_root_complex(annotations: Mapping[str, Any]) -> bool:
+    """True when a VMI's annotations have KubeVirt place PCI devices on the root complex."""
+    return annotations.get(ROOT_COMPLEX_ANNOTATION) == "true"
 
 
 def supports_pcie_hotplug(spec: Spec) -> bool:

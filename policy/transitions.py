@@ -289,15 +289,19 @@ def current_run_ledger(situation: Situation) -> Ledger:
 
 def capacity(situation: Situation) -> Capacity:
     ledger = current_run_ledger(situation)
-    vmi_annotations = situation.vmi.annotations if situation.vmi is not None else {}
+    vmi = situation.vmi
     return measure(
-        vmi=situation.vmi,
-        boot_spec=situation.vmi.spec if situation.vmi is not None else situation.old.spec,
+        vmi=vmi,
+        boot_spec=vmi.spec if vmi is not None else situation.old.spec,
         release=situation.release,
         ledger=ledger,
         present=frozenset(situation.spec.present_names()) if ledger.interfaces else frozenset(),
+        # KubeVirt reads the annotation from the VMI as it defines the domain, and the VMI
+        # took its annotations from the template it started from: one set on the VM's own
+        # metadata, or on the template after the start, changes nothing in this run. Without
+        # the VMI, the template of the stored VM stands in for what it started from.
         root_complex=on_root_complex(
-            situation.new.template_annotations, vmi_annotations, situation.new.annotations
+            vmi.annotations if vmi is not None else situation.old.template_annotations
         ),
         site=situation.config.hotplug_slots,
     )
