@@ -67,7 +67,8 @@ MAX_HEAD_BYTES = 16 * 1024
 EXPANSION = 20
 """Memory parsing and reviewing a body can take, in multiples of its size: measured up to
 17.6 for the worst body `webhook.reviews` lets through (its limit on JSON objects and
-arrays rules out the 35 times of bodies made of small objects)."""
+arrays rules out the 35 times of bodies made of small objects; bodies large enough to
+matter are decoded by the standard library, see `webhook.reviews.ORJSON_MAX_BYTES`)."""
 MEMORY_BUDGET_BYTES = EXPANSION * MAX_BODY_BYTES + 8 * 1024 * 1024
 """Per worker: one body of the largest size under review, and received bytes beside it."""
 READ_BYTES = 64 * 1024

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from policy import Cause, CauseType, Verdict
 from tests.webhook.fakes import FakeEngine, build
 from tests.webhook.objects import hotplug_review
-from webhook.reviews import compact_json, decode_json
+from webhook.reviews import ORJSON_MAX_BYTES, compact_json, decode_json
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**64 - 1)
 """What kube-apiserver sends as an integer: larger numbers it holds, and sends, as float64."""
@@ -87,6 +87,16 @@ def test_invalid_json_raises_the_standard_librarys_errors(body: bytes) -> None:
         json.loads(body)
     with pytest.raises(type(standard.value), match=r"."):
         decode_json(body)
+
+
+def test_a_large_body_is_decoded_by_the_standard_library_whose_peak_memory_is_budgeted() -> None:
+    """An integer beyond 64 bits tells the decoders apart: orjson reads it as a float."""
+    small, large = (
+        b'{"n":100000000000000000000000,"pad":"' + b"x" * size + b'"}'
+        for size in (1000, ORJSON_MAX_BYTES)
+    )
+    assert isinstance(decode_json(small)["n"], float)
+    assert decode_json(large)["n"] == 10**23
 
 
 def test_what_orjson_cannot_encode_is_encoded_by_the_standard_library() -> None:
