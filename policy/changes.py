@@ -139,7 +139,8 @@ def diff(old: Spec, new: Spec, *, running: Spec | None = None) -> Changes:
         net_entry = old_nets.get(name)
         if net_entry is not None and net_entry[1] != net.raw:
             fields = changed_fields(net_entry[1], net.raw)
-            modified.append(Modification(name=name, interface=None, network=net, fields=fields))
+            if fields:
+                modified.append(Modification(name=name, interface=None, network=net, fields=fields))
 
     removed: list[Removal] = []
     cleaned: list[str] = []
@@ -176,5 +177,34 @@ def diff(old: Spec, new: Spec, *, running: Spec | None = None) -> Changes:
 def changed_fields(
     before: Mapping[str, Any], after: Mapping[str, Any], *, ignore: str = ""
 ) -> tuple[str, ...]:
+    """The fields of an interface or network entry that differ as KubeVirt compares them.
+
+    KubeVirt decodes both into its Go types and compares those (`reflect.DeepEqual`), so
+    a zero value written out (`""`, `0`, `false`, `null`) equals no field at all:
+    `multus: {networkName: n, default: false}` is `multus: {networkName: n}`. An object or
+    a list counts even when empty (a pointer or a slice that is set).
+    """
     keys = before.keys() | after.keys()
-    return tuple(sorted(k for k in keys if k != ignore and before.get(k) != after.get(k)))
+    return tuple(
+        sorted(
+            k
+            for k in keys
+            if k != ignore
+            and before.get(k) != after.get(k)
+            and _as_decoded(before.get(k)) != _as_decoded(after.get(k))
+        )
+    )
+
+
+def _as_decoded(value: object) -> object:
+    """`value` as its Go field holds it, a zero value as None (see `changed_fields`)."""
+    if isinstance(value, dict):
+        decoded = {key: _as_decoded(item) for key, item in value.items()}
+        return {key: item for key, item in decoded.items() if item is not None}
+    if isinstance(value, list):
+        return [_as_decoded(item) for item in value]
+    return None if value in _ZERO_VALUES else value
+
+
+_ZERO_VALUES: Final[tuple[object, ...]] = (None, False, "", 0)
+"""Go's zero values as JSON writes them (`0.0 == 0`, so floats too)."""

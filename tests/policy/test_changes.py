@@ -97,3 +97,30 @@ def test_changed_fields_are_the_keys_whose_values_differ_sorted() -> None:
     after = {"name": "a", "model": "e1000", "state": "down", "macAddress": "02:00:00:00:00:01"}
     assert changed_fields(before, after) == ("bridge", "macAddress", "model", "state")
     assert changed_fields(before, after, ignore="state") == ("bridge", "macAddress", "model")
+
+
+def test_a_zero_value_written_out_is_no_change_as_kubevirts_go_types_read_it() -> None:
+    before = {"name": "a", "bridge": {}, "multus": {"networkName": "n"}}
+    after = {
+        "name": "a",
+        "bridge": {},
+        "macAddress": "",
+        "acpiIndex": 0,
+        "dhcpOptions": None,
+        "multus": {"networkName": "n", "default": False},
+    }
+    assert changed_fields(before, after) == ()
+
+
+def test_an_empty_object_or_list_is_a_set_field_and_a_non_zero_value_a_change() -> None:
+    before = {"name": "a", "multus": {"networkName": "n"}}
+    after = {
+        "name": "a",
+        "dhcpOptions": {},
+        "ports": [],
+        "multus": {"networkName": "n", "default": True},
+        "acpiIndex": 1,
+    }
+    assert changed_fields(before, after) == ("acpiIndex", "dhcpOptions", "multus", "ports")
+    assert changed_fields({"ports": [{"port": 0}]}, {"ports": [{}]}) == ()
+    assert changed_fields({"ports": [{"port": 80}]}, {"ports": [{}]}) == ("ports",)
