@@ -17,13 +17,33 @@ def examples(count: int) -> int:
     return max(1, count * settings().max_examples // 100)
 
 
-JSON: st.SearchStrategy[Any] = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
-    ),
-    max_leaves=20,
-)
+SHORT_TEXT = st.text(max_size=8)
+INTEGERS = st.integers()
+
+
+def json_values(
+    *,
+    text: st.SearchStrategy[str] = SHORT_TEXT,
+    integers: st.SearchStrategy[int] = INTEGERS,
+    infinity: bool = True,
+    size: int = 4,
+    leaves: int = 20,
+) -> st.SearchStrategy[Any]:
+    """Arbitrary JSON documents (no NaN: it is not equal to itself)."""
+    return st.recursive(
+        st.none()
+        | st.booleans()
+        | integers
+        | st.floats(allow_nan=False, allow_infinity=infinity)
+        | text,
+        lambda children: (
+            st.lists(children, max_size=size) | st.dictionaries(text, children, max_size=size)
+        ),
+        max_leaves=leaves,
+    )
+
+
+JSON = json_values()
 
 NAMES = st.sampled_from(["default", "nic1", "nic2", "nic3", "nic4", "nic5", "bad.name"])
 SECONDARIES = ["nic1", "nic2", "nic3", "nic4", "nic5", "nic6"]

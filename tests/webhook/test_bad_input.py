@@ -16,6 +16,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.policy.strategies import json_values
 from tests.webhook import service
 from tests.webhook.objects import hotplug_review
 from tests.webhook.service import Service
@@ -23,17 +24,7 @@ from webhook.app import MAX_BODY_BYTES
 
 Object = dict[str, Any]
 
-JSON_VALUES = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20),
-    lambda children: (
-        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5)
-    ),
-    max_leaves=25,
-)
+JSON_VALUES = json_values(text=st.text(max_size=20), infinity=False, size=5, leaves=25)
 REQUEST_KEYS = (
     "uid",
     "kind",
