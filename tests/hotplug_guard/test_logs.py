@@ -15,6 +15,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from hotplug_guard.logs import (
     FLUSH_SECONDS,
     MAX_PENDING_LINES,
@@ -59,18 +61,20 @@ def test_values_json_cannot_encode_are_rendered_as_text() -> None:
     assert line["path"] == str(object)
 
 
-def test_lines_are_ascii_json_whatever_text_they_carry() -> None:
-    line = JsonFormatter().format(record(0.0, user="é-\ud800", vm="default/vm"))
+@pytest.mark.parametrize("user", ["é", "-\ud800", "é-\ud800"])  # not ASCII; a lone surrogate
+def test_lines_are_ascii_json_whatever_text_they_carry(user: str) -> None:
+    line = JsonFormatter().format(record(0.0, user=user, vm="default/vm"))
     assert line.isascii()
-    assert json.loads(line)["user"] == "é-\ud800"
+    assert json.loads(line)["user"] == user
     assert json.loads(line)["vm"] == "default/vm"
 
 
-def test_times_and_dataclasses_are_rendered_as_their_text() -> None:
+@pytest.mark.parametrize("big", [None, 2**70])  # 2**70: beyond what orjson encodes
+def test_times_and_dataclasses_are_rendered_as_their_text(big: int | None) -> None:
     at = datetime.datetime(2026, 12, 1, 18, 0, tzinfo=datetime.UTC)
     cut = Cut(limit=3)
-    line = json.loads(JsonFormatter().format(record(0.0, at=at, cut=cut, big=2**70)))
-    assert (line["at"], line["cut"], line["big"]) == (str(at), str(cut), 2**70)
+    line = json.loads(JsonFormatter().format(record(0.0, at=at, cut=cut, big=big)))
+    assert (line["at"], line["cut"], line["big"]) == (str(at), str(cut), big)
 
 
 def test_exceptions_carry_their_traceback() -> None:
