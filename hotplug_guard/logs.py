@@ -57,7 +57,7 @@ _PASSTHROUGH = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIM
 def encode_line(entry: dict[str, Any]) -> str:
     """`entry` as one line of compact, ASCII JSON, values JSON has no type for as `str()`.
 
-    orjson encodes a review's line in a tenth of the time. A line it cannot encode (a
+    orjson encodes a review's line in an eighth of the time. A line it cannot encode (a
     lone surrogate, an integer beyond 64 bits) or that is not ASCII (orjson writes UTF-8,
     and a log stream's encoding may be narrower) is encoded by the standard library,
     which escapes what is not ASCII.

@@ -58,7 +58,7 @@ A VirtualMachine's review takes a few to a few tens of kilobytes."""
 
 
 def decode_json(body: bytes) -> Any:
-    """`json.loads(body)`, by orjson where it can (a review's body in a quarter of the time).
+    """`json.loads(body)`, by orjson where it can (a review's body in 0.44x the time).
 
     orjson takes strict RFC 8259 JSON in UTF-8 only; what it refuses (lone surrogate
     escapes, NaN, numbers beyond a double's range, other encodings, a byte order mark)
