@@ -320,6 +320,22 @@ def test_a_body_larger_than_seven_mebibytes_is_refused_with_413() -> None:
     assert http.status_code == 413
 
 
+@pytest.mark.parametrize(("extra", "status"), [(0, 200), (1, 413)])
+def test_json_containers_are_bounded_before_parsing(extra: int, status: int) -> None:
+    document = hotplug_review()
+    body = json.dumps(document).encode()
+    brackets = body.count(b"{") + body.count(b"[")
+    # brackets inside strings count too: the bound is taken before parsing
+    filler = "[" * (reviews.MAX_JSON_CONTAINERS - brackets - 1 + extra)
+    document["request"]["object"]["metadata"]["annotations"] = {"filler": filler}
+    body = json.dumps(document).encode()
+    assert body.count(b"{") + body.count(b"[") == reviews.MAX_JSON_CONTAINERS + extra
+    http = build().app.test_client().post("/validate", data=body, content_type="application/json")
+    assert http.status_code == status, http.get_data(as_text=True)
+    if status == 413:
+        assert "JSON objects and arrays" in http.get_data(as_text=True)
+
+
 def test_a_body_of_exactly_seven_mebibytes_is_reviewed() -> None:
     body = json.dumps(hotplug_review()).encode()
     padding = b" " * (MAX_BODY_BYTES - len(body))
