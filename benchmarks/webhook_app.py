@@ -38,7 +38,7 @@ from typing import Any
 from benchmarks import engine_build
 from benchmarks.webhook_bodies import four_nic_update_bytes
 from benchmarks.webhook_load import floor_app, stubbed_webhook_app
-from hotplug_guard.logs import configure
+from hotplug_guard.logs import configure, log_info
 from policy import Mode, PolicyConfig, evaluate
 from policy.signing import SigningKeys
 from webhook.metrics import enable_multiprocess
@@ -115,7 +115,7 @@ def build_apps(scratch: Path) -> dict[str, WSGIApp]:
     apps = {
         "floor": floor_app(),
         "webhook without engine": stubbed_webhook_app(),
-        "webhook": create_app(admission=admission, metrics=Metrics()),
+        "webhook": create_app(admission=admission, metrics=Metrics(), log_line=log_info),
     }
     return {name: apps[name] for name in APPS}
 
@@ -149,7 +149,7 @@ def review_steps(body: bytes) -> dict[str, Callable[[], object]]:
 
     def record() -> None:
         webhook_app._record(  # the step on its own
-            "mutate", parsed, answered, document, duration=0.001, metrics=metrics
+            "mutate", parsed, answered, document, duration=0.001, metrics=metrics, log_line=log_info
         )
 
     return {

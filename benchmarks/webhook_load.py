@@ -47,7 +47,7 @@ from flask import Flask, Response, request
 from benchmarks import engine_build
 from benchmarks.webhook_bodies import four_nic_update_bytes
 from certs import ensure_local
-from hotplug_guard.logs import configure
+from hotplug_guard.logs import configure, log_info
 from policy import PolicyConfig, Verdict
 from tests.webhook.service import (
     ESTABLISHED,
@@ -263,7 +263,7 @@ def stubbed_webhook_app() -> Flask:
         return ALLOW_ALL
 
     admission = Admission(evaluate=allow_all, config=PolicyConfig(), context=OfflineContext())
-    return create_app(admission=admission, metrics=Metrics())
+    return create_app(admission=admission, metrics=Metrics(), log_line=log_info)
 
 
 def signing_keys(tmp: Path) -> Path:

@@ -12,7 +12,8 @@ import functools
 import logging
 import re
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from flask import Flask, Response, request
@@ -64,8 +65,20 @@ _DURATIONS = re.compile(r"(?:(?:\d+(?:\.\d*)?|\.\d+)(?:h|ms|us|µs|ns|m|s))+")
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
 
 
-def create_app(*, admission: Admission, metrics: Metrics) -> Flask:
-    """The webhook's WSGI app around an `Admission` (engine, config, context source)."""
+LogLine = Callable[[logging.Logger, str, dict[str, Any]], None]
+"""Writes an info line: the logger, the message and the line's fields."""
+
+
+def info_line(logger: logging.Logger, message: str, fields: dict[str, Any]) -> None:
+    logger.info(message, extra=fields)
+
+
+def create_app(*, admission: Admission, metrics: Metrics, log_line: LogLine = info_line) -> Flask:
+    """The webhook's WSGI app around an `Admission` (engine, config, context source).
+
+    `log_line` writes each review's line; `serve` passes one that skips the `LogRecord`
+    when the line goes to its own handler alone (`hotplug_guard.logs.log_info`).
+    """
     app = Flask("hotplug_guard.webhook")
 
     def review(endpoint: str, mode: Mode) -> Response:
@@ -111,6 +124,7 @@ def create_app(*, admission: Admission, metrics: Metrics) -> Flask:
                 document,
                 duration=time.monotonic() - started,
                 metrics=metrics,
+                log_line=log_line,
             )
         except Exception:  # bookkeeping must never cost the apiserver its answer
             LOG.exception("recording the review failed", extra={"uid": envelope.uid})
@@ -215,6 +229,7 @@ def _record(
     *,
     duration: float,
     metrics: Metrics,
+    log_line: LogLine = info_line,
 ) -> None:
     """The review's log line and metrics."""
     response = document["response"]
@@ -232,9 +247,10 @@ def _record(
     result = "denied" if not allowed else "mutated" if patched else "allowed"
     for finding in answer.verdict.findings:
         metrics.rule_results.labels(finding.cause.rule, finding.action.value, result).inc()
-    LOG.info(
+    log_line(
+        LOG,
         "review",
-        extra={
+        {
             "uid": response["uid"],
             "endpoint": endpoint,
             "vm": f"{parsed.namespace}/{parsed.name}",

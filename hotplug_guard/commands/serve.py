@@ -25,7 +25,7 @@ from hotplug_guard.commands.helptext import FORMATTER, examples
 from hotplug_guard.errors import UsageError
 from hotplug_guard.files import load_policy_config
 from hotplug_guard.keys import ensure_local_keys, read_keys
-from hotplug_guard.logs import configure
+from hotplug_guard.logs import configure, log_info
 from policy import PolicyConfig
 from policy.signing import SigningKeys
 
@@ -165,7 +165,7 @@ class WorkerSetup:
             self.tls.observe(self.record_expiry)
             self.tls.monitor(EXPIRY_REFRESH_SECONDS)
         admission = Admission(evaluate=evaluate, config=self.config, context=source, keys=self.keys)
-        return create_app(admission=admission, metrics=metrics)
+        return create_app(admission=admission, metrics=metrics, log_line=log_info)
 
 
 def signing_keys(directory: Path | None, *, cluster: bool) -> SigningKeys:

@@ -19,9 +19,12 @@ import pytest
 
 from hotplug_guard.logs import (
     FLUSH_SECONDS,
+    MAX_FIELD_CHARS,
+    MAX_ITEMS,
     MAX_PENDING_LINES,
     BatchingStreamHandler,
     JsonFormatter,
+    log_info,
 )
 
 
@@ -203,3 +206,84 @@ def test_a_stalled_stream_makes_the_logging_thread_wait_instead_of_growing_memor
     logging_thread.join(timeout=30)
     handler.flush()
     assert len(stream.getvalue().splitlines()) == lines
+
+
+REVIEW_FIELDS = {
+    "uid": "u-1",
+    "user": "u" * (MAX_FIELD_CHARS + 10),
+    "rules": [f"rule-{index}" for index in range(MAX_ITEMS + 3)],
+    "allowed": True,
+    "code": 200,
+    "duration_ms": 0.25,
+    "path": Path("/x"),
+}
+
+
+def lines_of(stream: io.StringIO) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_log_info_writes_the_line_logger_info_writes_without_making_a_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stream = io.StringIO()
+    logger, handler = batching_logger(stream, "direct")
+    logger.info("review", extra=REVIEW_FIELDS)
+    made: list[logging.LogRecord] = []
+    making = logger.makeRecord
+    monkeypatch.setattr(
+        logger, "makeRecord", lambda *a, **k: made.append(making(*a, **k)) or made[-1]
+    )
+    log_info(logger, "review", REVIEW_FIELDS)
+    handler.flush()
+    assert made == []
+    by_record, direct = lines_of(stream)
+    assert direct["time"] >= by_record["time"]  # type: ignore[operator]
+    del by_record["time"], direct["time"]
+    assert direct == by_record
+    assert direct["pid"] == os.getpid()
+
+
+def filtered(record: logging.LogRecord) -> bool:
+    return "secret" not in record.getMessage()
+
+
+@pytest.mark.parametrize(
+    "arrange",
+    [
+        pytest.param(lambda logger, _: logger.addFilter(filtered), id="filter on the logger"),
+        pytest.param(lambda _, handler: handler.addFilter(filtered), id="filter on the handler"),
+        pytest.param(
+            lambda logger, _: logger.addHandler(logging.NullHandler()), id="a second handler"
+        ),
+    ],
+)
+def test_log_info_goes_through_logging_when_more_than_the_handler_is_in_the_way(
+    arrange: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stream = io.StringIO()
+    logger, handler = batching_logger(stream, "indirect")
+    logger.filters.clear()  # the logger is shared by the cases
+    arrange(logger, handler)  # type: ignore[operator]
+    made: list[str] = []
+    making = logger.makeRecord
+    monkeypatch.setattr(
+        logger, "makeRecord", lambda *a, **k: made.append("record") or making(*a, **k)
+    )
+    log_info(logger, "review", {"uid": "u-1"})
+    log_info(logger, "secret review", {"uid": "u-2"})
+    handler.flush()
+    assert made == ["record", "record"]
+    uids = [line["uid"] for line in lines_of(stream)]
+    assert uids == (["u-1"] if logger.filters or handler.filters else ["u-1", "u-2"])
+
+
+def test_log_info_respects_the_level_and_refuses_fields_named_as_record_attributes() -> None:
+    stream = io.StringIO()
+    logger, handler = batching_logger(stream, "level")
+    with pytest.raises(KeyError, match="overwrite"):  # as `logger.info(..., extra=)` does
+        log_info(logger, "review", {"message": "forged"})
+    logger.setLevel(logging.WARNING)
+    log_info(logger, "review", {"uid": "u-1"})
+    handler.flush()
+    assert stream.getvalue() == ""
