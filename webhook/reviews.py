@@ -44,8 +44,9 @@ _AUDIT_KEY = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 _MAX_AUDIT_KEY_CHARS = 63
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 """`request.uid` as kube-apiserver sends it (`uuid.NewUUID`): echoed, logged and nothing else."""
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]+")
-"""Control characters and lone surrogates (which would reach kube-apiserver as invalid UTF-8)."""
+_CONTROL = re.compile(f"[\x00-\x1f\x7f-\x9f{chr(0xD800)}-{chr(0xDFFF)}]+")
+"""Control characters and lone surrogates (which would reach kube-apiserver as invalid UTF-8;
+written with `chr`, as the compiled build takes no surrogate in a string literal)."""
 
 _STANDARD_COMPACT = json.JSONEncoder(separators=(",", ":")).encode
 
