@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -223,20 +224,31 @@ def lines_of(stream: io.StringIO) -> list[dict[str, object]]:
     return [json.loads(line) for line in stream.getvalue().splitlines()]
 
 
+def counted_records(
+    logger: logging.Logger, monkeypatch: pytest.MonkeyPatch
+) -> list[logging.LogRecord]:
+    """The records `logger` makes from now on."""
+    made: list[logging.LogRecord] = []
+    making = logger.makeRecord
+
+    def make(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        made.append(making(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(logger, "makeRecord", make)
+    return made
+
+
 def test_log_info_writes_the_line_logger_info_writes_without_making_a_record(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     stream = io.StringIO()
     logger, handler = batching_logger(stream, "direct")
     logger.info("review", extra=REVIEW_FIELDS)
-    made: list[logging.LogRecord] = []
-    making = logger.makeRecord
-    monkeypatch.setattr(
-        logger, "makeRecord", lambda *a, **k: made.append(making(*a, **k)) or made[-1]
-    )
+    made = counted_records(logger, monkeypatch)
     log_info(logger, "review", REVIEW_FIELDS)
     handler.flush()
-    assert made == []
+    assert made == []  # the line was written without a record
     by_record, direct = lines_of(stream)
     assert direct["time"] >= by_record["time"]  # type: ignore[operator]
     del by_record["time"], direct["time"]
@@ -265,15 +277,11 @@ def test_log_info_goes_through_logging_when_more_than_the_handler_is_in_the_way(
     logger, handler = batching_logger(stream, "indirect")
     logger.filters.clear()  # the logger is shared by the cases
     arrange(logger, handler)  # type: ignore[operator]
-    made: list[str] = []
-    making = logger.makeRecord
-    monkeypatch.setattr(
-        logger, "makeRecord", lambda *a, **k: made.append("record") or making(*a, **k)
-    )
+    made = counted_records(logger, monkeypatch)
     log_info(logger, "review", {"uid": "u-1"})
     log_info(logger, "secret review", {"uid": "u-2"})
     handler.flush()
-    assert made == ["record", "record"]
+    assert len(made) == 2
     uids = [line["uid"] for line in lines_of(stream)]
     assert uids == (["u-1"] if logger.filters or handler.filters else ["u-1", "u-2"])
 
