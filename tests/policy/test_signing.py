@@ -13,6 +13,8 @@ from typing import Any
 import jsonpatch
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from policy import Context, Mode, Operation, Review, UserInfo, evaluate
 from policy.annotations import (
@@ -23,6 +25,7 @@ from policy.annotations import (
     request_id,
 )
 from policy.signing import (
+    MIN_KEY_BYTES,
     InvalidKey,
     SigningKeys,
     request_message,
@@ -108,6 +111,21 @@ def test_the_signature_is_hmac_sha256_over_the_documented_netstrings() -> None:
     mac = hmac.new(KEY, message, hashlib.sha256).digest()
     signed = sign_request(request, uid="uid", namespace="default", name="vm-one", key=KEY)
     assert signed.signature == "v1:" + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+@given(key=st.binary(min_size=MIN_KEY_BYTES, max_size=200), names=st.lists(st.text(), max_size=4))
+def test_the_signature_is_hmac_sha256_for_every_key_and_message(
+    key: bytes, names: list[str]
+) -> None:
+    """Keys longer than SHA-256's block are hashed first, as HMAC does."""
+    request = HotplugRequest(id="4c062900d22c7008", plug=tuple(names), generation=3)
+    message = request_message(request, uid="uid", namespace="default", name="vm-one")
+    mac = hmac.new(key, message, hashlib.sha256).digest()
+    signed = sign_request(request, uid="uid", namespace="default", name="vm-one", key=key)
+    assert signed.signature == "v1:" + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+    assert signature_valid(
+        request=signed, uid="uid", namespace="default", name="vm-one", keys=[key]
+    )
 
 
 def test_the_signature_of_a_fixed_request_never_changes() -> None:
