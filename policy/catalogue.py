@@ -12,7 +12,7 @@ Adding a rule: docs/architecture.md, "Adding a rule".
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, Final, Generic, TypeVar, final
 
 from policy import transitions
@@ -31,7 +31,8 @@ class Rule(Value, Generic[Subject]):
     """One rule: what it is called, what it does by default, when it runs, how it checks.
 
     `releases`: how the rule's answer depends on the KubeVirt release, if it does.
-    `check` gets what its phase judges (`RulePhase`) and returns the causes it finds.
+    `check` gets what its phase judges (`RulePhase`) and returns the causes it finds, as a
+    list (compiled, a list is built and read natively; a generator is an object per call).
     """
 
     FIELDS = ("id", "default", "summary", "phase", "check", "releases")
@@ -43,7 +44,7 @@ class Rule(Value, Generic[Subject]):
         default: Action,
         summary: str,
         phase: RulePhase,
-        check: Callable[[Subject], Iterable[Cause]],
+        check: Callable[[Subject], list[Cause]],
         releases: str = "",
     ) -> None:
         self.id: Final = id

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Final
 
 from policy import paths
@@ -163,7 +163,7 @@ def evaluate(
 
 
 # (rule, check, trigger) of each hot plug rule, resolved once: the loop runs per request.
-_HOTPLUG: Final[tuple[tuple[RuleId, Callable[[Situation], Iterable[Cause]], Trigger], ...]] = tuple(
+_HOTPLUG: Final[tuple[tuple[RuleId, Callable[[Situation], list[Cause]], Trigger], ...]] = tuple(
     [(rule.id, rule.check, TRIGGERS[rule.phase]) for rule in HOTPLUG_RULES]
 )
 
@@ -284,19 +284,20 @@ def _desired_annotations(
     return {REQUEST: render_request(request), LEDGER: render_ledger(ledger)}
 
 
-def _unknowns(s: Situation) -> Iterable[str]:
+def _unknowns(s: Situation) -> list[str]:
     """Warnings for checks the engine could not make without cluster context."""
+    warnings = []
     if s.context.nads is None and s.config.action(RuleId.NAD_EXISTS) is not Action.OFF:
         for iface in s.changes.plugged:
             net = s.spec.network(iface.name)
             if net is not None and net.multus and net.multus_name:
-                yield (
+                warnings.append(
                     f"{RuleId.NAD_EXISTS}: cannot verify that NetworkAttachmentDefinition "
                     f"'{net.multus_name}' exists; the hot plug needs it"
                 )
     if s.vmi is None and s.config.action(RuleId.UNPLUG_CANCEL) is not Action.OFF:
         for iface in s.changes.cancelled:
-            yield (
+            warnings.append(
                 f"{RuleId.UNPLUG_CANCEL}: if the VMI already unplugs '{iface.name}', KubeVirt "
                 "ignores this: an unplug cannot be cancelled"
             )
@@ -305,13 +306,14 @@ def _unknowns(s: Situation) -> Iterable[str]:
         and s.config.action(RuleId.HOTPLUG_IN_PROGRESS) is not Action.OFF
         and s.previous_unfinished is None
     ):
-        yield (
+        warnings.append(
             f"{RuleId.HOTPLUG_IN_PROGRESS}: cannot tell whether the previous hot plug finished; "
             "check the VMI first"
         )
+    return warnings
 
 
-def _collect(findings: list[Finding], action: Action, causes: Iterable[Cause]) -> None:
+def _collect(findings: list[Finding], action: Action, causes: list[Cause]) -> None:
     for cause in causes:
         findings.append(Finding(cause=cause, action=action))
 

@@ -9,7 +9,7 @@ values the engine computes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, Final, final
 
 from policy import paths
@@ -73,17 +73,19 @@ class Guarded:
         return self.desired.get(key, self.stored.get(key))
 
 
-def check_guarded_annotations(guarded: Guarded) -> Iterator[Cause]:
-    for key, forged in guarded.differing:
-        if forged:
-            yield Cause(
-                rule=RuleId.GUARDED_ANNOTATIONS,
-                type=CauseType.FORBIDDEN,
-                field=paths.annotation(key).text,
-                message=f"'{key}' is managed by hotplug-guard: only its webhook (and its "
-                "controller, for the status) may set it, since a forged value could make the "
-                "controller migrate the VM; remove your change to it",
-            )
+def check_guarded_annotations(guarded: Guarded) -> list[Cause]:
+    return [
+        Cause(
+            rule=RuleId.GUARDED_ANNOTATIONS,
+            type=CauseType.FORBIDDEN,
+            field=paths.annotation(key).text,
+            message=f"'{key}' is managed by hotplug-guard: only its webhook (and its "
+            "controller, for the status) may set it, since a forged value could make the "
+            "controller migrate the VM; remove your change to it",
+        )
+        for key, forged in guarded.differing
+        if forged
+    ]
 
 
 def annotation_target(

@@ -9,7 +9,7 @@ new object only.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, Final, final
 
 from policy import paths
@@ -53,6 +53,10 @@ def _cause(kind: CauseType, field: FieldPath, message: str) -> Cause:
     return Cause(rule=RULE, type=kind, field=field.text, message=message)
 
 
+def _add(causes: list[Cause], kind: CauseType, field: FieldPath, message: str) -> None:
+    causes.append(_cause(kind, field, message))
+
+
 @final
 class Submission(Value):
     """What the spec phase judges: the new spec (after mutation), and the request around it."""
@@ -65,59 +69,74 @@ class Submission(Value):
         self.kubevirt: Final = kubevirt
 
 
-def check_kubevirt_spec(submission: Submission) -> Iterator[Cause]:
+def check_kubevirt_spec(submission: Submission) -> list[Cause]:
     """All causes KubeVirt's VM webhook would give for the network part of the spec.
 
     Where releases differ, the rules of the release in the KubeVirt CR apply; when
-    it is unknown, the newest ones (the strictest on bindings: exactly one).
+    it is unknown, the newest ones (the strictest on bindings: exactly one). Each
+    validator adds its causes to one list, in KubeVirt's order.
     """
     spec, creating, kubevirt = submission.spec, submission.creating, submission.kubevirt
     cluster = parse_cluster(kubevirt)  # read only by the rules that differ by release
+    causes: list[Cause] = []
     for shape in spec.shapes:
-        yield _cause(CauseType.INVALID, shape.field, f"must be {_article(shape.expected)}")
-    yield from _network_sources(spec)
-    yield from _states(spec, cluster)
-    yield from _bindings(spec, cluster)
-    yield from _unique_networks(spec)
-    yield from _pairing(spec)
-    yield from _formats(spec)
+        _add(causes, CauseType.INVALID, shape.field, f"must be {_article(shape.expected)}")
+    _network_sources(spec, causes)
+    _states(spec, cluster, causes)
+    _bindings(spec, cluster, causes)
+    _unique_networks(spec, causes)
+    _pairing(spec, causes)
+    _formats(spec, causes)
     if creating and not cluster.release.before(3):
-        yield from _discontinued(spec)
+        _discontinued(spec, causes)
+    return causes
 
 
-def _network_sources(spec: Spec) -> Iterator[Cause]:
+def _network_sources(spec: Spec, causes: list[Cause]) -> None:
     pods = sum(1 for net in spec.networks if "pod" in net.sources)
     if pods > 1:
         pods_field = paths.SPEC.child("interfaces")  # KubeVirt's path, though no such field exists
-        yield _cause(
+        _add(
+            causes,
             CauseType.DUPLICATE,
             pods_field,
             f"more than one interface is connected to a pod network in {pods_field}",
         )
     defaults = sum(1 for net in spec.networks if "multus" in net.sources and net.multus_default)
     if defaults > 1:
-        yield _cause(
-            CauseType.INVALID, paths.NETWORKS, "Multus CNI should only have one default network"
+        _add(
+            causes,
+            CauseType.INVALID,
+            paths.NETWORKS,
+            "Multus CNI should only have one default network",
         )
     if pods and defaults:
-        yield _cause(
+        _add(
+            causes,
             CauseType.INVALID,
             paths.NETWORKS,
             "Pod network cannot be defined when Multus default network is defined",
         )
     for net in spec.networks:
         if not net.sources:
-            yield _cause(
-                CauseType.REQUIRED, paths.network(net.position), "should have a network type"
+            _add(
+                causes,
+                CauseType.REQUIRED,
+                paths.network(net.position),
+                "should have a network type",
             )
         elif len(net.sources) > 1:
-            yield _cause(
-                CauseType.REQUIRED, paths.network(net.position), "should have only one network type"
+            _add(
+                causes,
+                CauseType.REQUIRED,
+                paths.network(net.position),
+                "should have only one network type",
             )
     # KubeVirt returns after the first multus network without a networkName.
     for net in spec.networks:
         if "multus" in net.sources and not net.multus_name:
-            yield _cause(
+            _add(
+                causes,
                 CauseType.REQUIRED,
                 paths.network(net.position),
                 "CNI delegating plugin must have a networkName",
@@ -125,7 +144,7 @@ def _network_sources(spec: Spec) -> Iterator[Cause]:
             break
 
 
-def _states(spec: Spec, cluster: Cluster) -> Iterator[Cause]:
+def _states(spec: Spec, cluster: Cluster, causes: list[Cause]) -> None:
     default = next((net.name for net in spec.networks if net.default), None)
     for iface in spec.interfaces:
         if not iface.state:
@@ -134,50 +153,56 @@ def _states(spec: Spec, cluster: Cluster) -> Iterator[Cause]:
         states = STATES if link_states else STATES_BEFORE_V1_5
         field = paths.interface(iface.position).child("state")
         if iface.state not in states:
-            yield _cause(
+            _add(
+                causes,
                 CauseType.INVALID,
                 field,
                 f"logical {iface.name} interface state value is unsupported: {iface.state}",
             )
         if link_states and iface.state in ("up", "down") and Binding.SRIOV in iface.bindings:
-            yield _cause(
+            _add(
+                causes,
                 CauseType.INVALID,
                 field,
                 f'"{iface.name}" interface\'s state "{iface.state}" is not supported '
                 "for SR-IOV NICs",
             )
         if iface.absent and Binding.BRIDGE not in iface.bindings:
-            yield _cause(
+            _add(
+                causes,
                 CauseType.INVALID,
                 field,
                 f'"{iface.name}" interface\'s state "absent" is supported only for bridge binding',
             )
         if iface.absent and default is not None and iface.name == default:
-            yield _cause(
+            _add(
+                causes,
                 CauseType.INVALID,
                 field,
                 f'"{iface.name}" interface\'s state "absent" is not supported on default networks',
             )
 
 
-def _bindings(spec: Spec, cluster: Cluster) -> Iterator[Cause]:
+def _bindings(spec: Spec, cluster: Cluster, causes: list[Cause]) -> None:
     networks = spec.networks_by_name
     for iface in spec.interfaces:
         cause = _binding_count(iface, cluster)
         if cause is not None:
-            yield cause
+            causes.append(cause)
         net = networks.get(iface.name)
         if Binding.MASQUERADE in iface.bindings:
             # KubeVirt looks the network up in a Go map: a missing one is a zero
             # value without a pod source, so it is reported here too.
             if net is None or "pod" not in net.sources:
-                yield _cause(
+                _add(
+                    causes,
                     CauseType.INVALID,
                     paths.interface(iface.position).child("name"),
                     "Masquerade interface only implemented with pod network",
                 )
             if iface.mac.lower() == RESERVED_MASQUERADE_MAC:
-                yield _cause(
+                _add(
+                    causes,
                     CauseType.INVALID,
                     paths.interface(iface.position).child("macAddress"),
                     "The requested MAC address is reserved for the in-pod bridge. "
@@ -189,13 +214,15 @@ def _bindings(spec: Spec, cluster: Cluster) -> Iterator[Cause]:
             and "pod" in net.sources
             and not cluster.permit_bridge_on_pod_network
         ):
-            yield _cause(
+            _add(
+                causes,
                 CauseType.INVALID,
                 paths.interface(iface.position).child("name"),
                 "Bridge on pod network configuration is not enabled under kubevirt-config",
             )
         if Binding.PASST_BINDING in iface.bindings and (net is None or "pod" not in net.sources):
-            yield _cause(
+            _add(
+                causes,
                 CauseType.INVALID,
                 paths.interface(iface.position).child("name"),
                 "PasstBinding interface only implemented with pod network",
@@ -232,11 +259,12 @@ def _binding_count(iface: Interface, cluster: Cluster) -> Cause | None:
     )
 
 
-def _unique_networks(spec: Spec) -> Iterator[Cause]:
+def _unique_networks(spec: Spec, causes: list[Cause]) -> None:
     seen: set[str] = set()
     for net in spec.networks:
         if net.name in seen:
-            yield _cause(
+            _add(
+                causes,
                 CauseType.DUPLICATE,
                 paths.network(net.position).child("name"),
                 f'Network with name "{net.name}" already exists, every network must have a '
@@ -245,17 +273,18 @@ def _unique_networks(spec: Spec) -> Iterator[Cause]:
         seen.add(net.name)
 
 
-def _pairing(spec: Spec) -> Iterator[Cause]:
+def _pairing(spec: Spec, causes: list[Cause]) -> None:
     iface_names = {iface.name for iface in spec.interfaces}
     net_names = {net.name for net in spec.networks}
     for net in spec.networks:
         if net.name not in iface_names:
             field = paths.network(net.position).child("name")
-            yield _cause(CauseType.REQUIRED, field, f"{field} '{net.name}' not found.")
+            _add(causes, CauseType.REQUIRED, field, f"{field} '{net.name}' not found.")
     seen: set[str] = set()
     for iface in spec.interfaces:
         if iface.name in seen:
-            yield _cause(
+            _add(
+                causes,
                 CauseType.DUPLICATE,
                 _name_field(iface),
                 "Only one interface can be connected to one specific network",
@@ -263,20 +292,22 @@ def _pairing(spec: Spec) -> Iterator[Cause]:
         seen.add(iface.name)
         if iface.name not in net_names:
             field = _name_field(iface)
-            yield _cause(CauseType.INVALID, field, f"{field} '{iface.name}' not found.")
+            _add(causes, CauseType.INVALID, field, f"{field} '{iface.name}' not found.")
 
 
-def _formats(spec: Spec) -> Iterator[Cause]:
+def _formats(spec: Spec, causes: list[Cause]) -> None:
     for iface in spec.interfaces:
         if not NAME.fullmatch(iface.name):
-            yield _cause(
+            _add(
+                causes,
                 CauseType.INVALID,
                 paths.interface(iface.position).child("name"),
                 "Network interface name can only contain alphabetical characters, numbers, "
                 "dashes (-) or underscores (_)",
             )
         if iface.model and iface.model not in MODELS:
-            yield _cause(
+            _add(
+                causes,
                 CauseType.NOT_SUPPORTED,
                 paths.interface(iface.position).child("model"),
                 f"interface {_name_field(iface)} uses model {iface.model} that is not supported.",
@@ -284,19 +315,22 @@ def _formats(spec: Spec) -> Iterator[Cause]:
         if iface.mac:
             size = mac_length(iface.mac)
             if size is None:
-                yield _cause(
+                _add(
+                    causes,
                     CauseType.INVALID,
                     paths.interface(iface.position).child("macAddress"),
                     f"interface {_name_field(iface)} has malformed MAC address ({iface.mac}).",
                 )
             elif size > 6:
-                yield _cause(
+                _add(
+                    causes,
                     CauseType.INVALID,
                     paths.interface(iface.position).child("macAddress"),
                     f"interface {_name_field(iface)} has too long MAC address ({iface.mac}).",
                 )
         if iface.pci_address and not PCI_ADDRESS.fullmatch(iface.pci_address):
-            yield _cause(
+            _add(
+                causes,
                 CauseType.INVALID,
                 paths.interface(iface.position).child("pciAddress"),
                 f"interface {_name_field(iface)} has malformed PCI address ({iface.pci_address}).",
@@ -308,13 +342,16 @@ def _name_field(iface: Interface) -> FieldPath:
     return paths.interface(iface.position).child("name")
 
 
-def _discontinued(spec: Spec) -> Iterator[Cause]:
+def _discontinued(spec: Spec, causes: list[Cause]) -> None:
     for iface in spec.interfaces:
         for binding in iface.bindings:
             message = DISCONTINUED.get(binding)
             if message is not None:
-                yield _cause(
-                    CauseType.INVALID, paths.interface(iface.position).child(binding.value), message
+                _add(
+                    causes,
+                    CauseType.INVALID,
+                    paths.interface(iface.position).child(binding.value),
+                    message,
                 )
 
 

@@ -1,6 +1,6 @@
 """Hot plug rules: what an UPDATE of a running VM may change, and how.
 
-Each rule is a plain function `(Situation) -> Iterator[Cause]`; the registry
+Each rule is a plain function `(Situation) -> list[Cause]`; the registry
 (`policy/catalogue.py`) lists them in evaluation order with the kind of change each
 judges (its phase). They only run for UPDATEs of running VMs by users who are not
 exempt, and only when their kind of change occurs (`TRIGGERS`).
@@ -8,7 +8,7 @@ exempt, and only when their kind of change occurs (`TRIGGERS`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final, final
 
 from policy import paths
@@ -142,7 +142,18 @@ def _cause(
     return Cause(rule=rule, type=kind, field=field.text, message=message)
 
 
-def check_plug_binding(situation: Situation) -> Iterator[Cause]:
+def _add(
+    causes: list[Cause],
+    rule: RuleId,
+    field: FieldPath,
+    message: str,
+    kind: CauseType = CauseType.FORBIDDEN,
+) -> None:
+    causes.append(_cause(rule, field, message, kind))
+
+
+def check_plug_binding(situation: Situation) -> list[Cause]:
+    causes: list[Cause] = []
     for iface in situation.changes.plugged:
         binding = iface.binding
         if binding is Binding.BRIDGE or (
@@ -171,12 +182,14 @@ def check_plug_binding(situation: Situation) -> Iterator[Cause]:
             else:
                 name = f"{binding.value} binding"
             reason = f"KubeVirt never hot plugs interfaces with {name}, it would silently ignore it"
-        yield _cause(
+        _add(
+            causes,
             RuleId.PLUG_BINDING,
             paths.interface(iface.position),
             f"'{iface.name}' cannot be hot plugged: {reason}; use 'bridge: {{}}' or "
             f"{AUTO_RESTART_HINT}",
         )
+    return causes
 
 
 def _unbound_accepted(situation: Situation, iface: Interface) -> bool:
@@ -186,19 +199,23 @@ def _unbound_accepted(situation: Situation, iface: Interface) -> bool:
     return situation.release.before(9) and Binding.PLUGIN not in iface.bindings
 
 
-def check_plug_model(situation: Situation) -> Iterator[Cause]:
+def check_plug_model(situation: Situation) -> list[Cause]:
+    causes: list[Cause] = []
     for iface in situation.changes.plugged:
         if iface.model and iface.model != "virtio":
-            yield _cause(
+            _add(
+                causes,
                 RuleId.PLUG_MODEL,
                 paths.interface(iface.position).child("model"),
                 f"'{iface.name}' uses model '{iface.model}': only virtio interfaces can be hot "
                 "plugged into the reserved PCIe ports; set model: virtio or remove the model",
                 CauseType.NOT_SUPPORTED,
             )
+    return causes
 
 
-def check_plug_network(situation: Situation) -> Iterator[Cause]:
+def check_plug_network(situation: Situation) -> list[Cause]:
+    causes: list[Cause] = []
     for iface in situation.changes.plugged:
         net = situation.spec.network(iface.name)
         if net is None or not net.sources:
@@ -213,64 +230,77 @@ def check_plug_network(situation: Situation) -> Iterator[Cause]:
             what = "a multus network without networkName"
         else:
             what = f"a {'/'.join(net.sources)} network"
-        yield _cause(
+        _add(
+            causes,
             RuleId.PLUG_NETWORK,
             paths.network(net.position),
             f"'{iface.name}' is on {what}: only secondary multus networks (networkName set, "
             "default not true) can be hot plugged",
         )
+    return causes
 
 
-def _plugged_nads(situation: Situation) -> Iterator[tuple[Interface, Network, str, str]]:
+def _plugged_nads(situation: Situation) -> list[tuple[Interface, Network, str, str]]:
     """(interface, network, namespace, name) of the NAD each plugged interface refers to."""
+    nads = []
     for iface in situation.changes.plugged:
         net = situation.spec.network(iface.name)
         if net is None or not net.multus or not net.multus_name:
             continue
         namespace, _, name = net.multus_name.rpartition("/")
-        yield iface, net, namespace or situation.namespace, name
+        nads.append((iface, net, namespace or situation.namespace, name))
+    return nads
 
 
-def check_nad_namespace(situation: Situation) -> Iterator[Cause]:
+def check_nad_namespace(situation: Situation) -> list[Cause]:
+    causes: list[Cause] = []
     for iface, net, namespace, name in _plugged_nads(situation):
         if namespace != situation.namespace:
-            yield _cause(
+            _add(
+                causes,
                 RuleId.NAD_NAMESPACE,
                 paths.network(net.position).child("multus").child("networkName"),
                 f"'{iface.name}' refers to NetworkAttachmentDefinition '{namespace}/{name}' in "
                 f"another namespace; create it in '{situation.namespace}' and use "
                 f"networkName: {name}",
             )
+    return causes
 
 
-def check_nad_exists(situation: Situation) -> Iterator[Cause]:
+def check_nad_exists(situation: Situation) -> list[Cause]:
+    causes: list[Cause] = []
     known = situation.context.nads
     if known is None:
-        return  # the engine turns unknown existence into a warning, see engine._unknowns
+        return causes  # the engine turns unknown existence into a warning, see engine._unknowns
     for iface, net, namespace, name in _plugged_nads(situation):
         if f"{namespace}/{name}" not in known:
-            yield _cause(
+            _add(
+                causes,
                 RuleId.NAD_EXISTS,
                 paths.network(net.position).child("multus").child("networkName"),
                 f"NetworkAttachmentDefinition '{namespace}/{name}' for '{iface.name}' does not "
                 "exist; create it first (virt-controller would fail to render the pod)",
                 CauseType.INVALID,
             )
+    return causes
 
 
-def check_machine_type(situation: Situation) -> Iterator[Cause]:
+def check_machine_type(situation: Situation) -> list[Cause]:
+    causes: list[Cause] = []
     if supports_pcie_hotplug(situation.spec) or situation.flat_bus:
-        return  # s390x hot plugs without ports; engine notes say it is unverified
+        return causes  # s390x hot plugs without ports; engine notes say it is unverified
     machine = situation.spec.machine_type or "default"
     arch = situation.spec.architecture or "default"
     for iface in situation.changes.plugged:
-        yield _cause(
+        _add(
+            causes,
             RuleId.MACHINE_TYPE,
             paths.SPEC.child("domain").child("machine").child("type"),
             f"'{iface.name}' cannot be hot plugged: machine type '{machine}' on architecture "
             f"'{arch}' has no PCIe hot plug ports (q35 or virt on amd64/arm64 only); "
             f"{AUTO_RESTART_HINT}",
         )
+    return causes
 
 
 NO_LEDGER = Ledger()
@@ -307,26 +337,28 @@ def capacity(situation: Situation) -> Capacity:
     )
 
 
-def check_hotplug_slots(situation: Situation) -> Iterator[Cause]:
+def check_hotplug_slots(situation: Situation) -> list[Cause]:
+    causes: list[Cause] = []
     if situation.flat_bus:
-        return
+        return causes
     cap = situation.capacity
     if cap.root_complex:
         spare = situation.config.root_complex_spare_slots
         for number, iface in enumerate(situation.changes.plugged, start=len(cap.hotplugged) + 1):
             if number > spare:
-                yield _cause(
+                _add(
+                    causes,
                     RuleId.HOTPLUG_SLOTS,
                     paths.interface(iface.position),
                     f"'{iface.name}' would be hot plugged interface {number} in this run, but with "
                     "kubevirt.io/placePCIDevicesOnRootComplex KubeVirt reserves no ports and only "
                     f"{spare} spare PCIe port remains; {AUTO_RESTART_HINT}",
                 )
-        return
+        return causes
     present = sum(1 for iface in situation.spec.interfaces if not iface.absent)
     excess = present - cap.limit
     if excess <= 0:
-        return
+        return causes
     site = cap.site_limit
     if site is not None and site < cap.ports:
         why = (
@@ -336,17 +368,20 @@ def check_hotplug_slots(situation: Situation) -> Iterator[Cause]:
     else:
         why = cap.describe()
     for iface in situation.changes.plugged[-excess:]:
-        yield _cause(
+        _add(
+            causes,
             RuleId.HOTPLUG_SLOTS,
             paths.interface(iface.position),
             f"'{iface.name}' would make {present} interfaces, but {why}; unplug one first "
             f"(state: absent) or {AUTO_RESTART_HINT}",
         )
+    return causes
 
 
-def check_pci_slots(situation: Situation) -> Iterator[Cause]:
+def check_pci_slots(situation: Situation) -> list[Cause]:
+    causes: list[Cause] = []
     if situation.flat_bus:
-        return
+        return causes
     cap = situation.capacity
     # A plug into a port KubeVirt reserved at boot takes no new slot; only plugs
     # beyond the free reserved ports add devices to the bus.
@@ -355,12 +390,13 @@ def check_pci_slots(situation: Situation) -> Iterator[Cause]:
     free_after = max(0, free_before - len(situation.changes.plugged))
     added = len(situation.changes.plugged) - (free_before - free_after)
     if added <= 0:
-        return
+        return causes
     estimate = estimate_pci(situation.spec, reserved_ports=free_after)
     if estimate.total <= situation.config.pci_slots:
-        return
+        return causes
     iface = situation.changes.plugged[-1]
-    yield _cause(
+    _add(
+        causes,
         RuleId.PCI_SLOTS,
         paths.interface(iface.position),
         f"'{iface.name}' needs a new PCI slot but the VM would use an estimated "
@@ -368,27 +404,30 @@ def check_pci_slots(situation: Situation) -> Iterator[Cause]:
         "remove a device "
         f"or {AUTO_RESTART_HINT}",
     )
+    return causes
 
 
-def check_live_migratable(situation: Situation) -> Iterator[Cause]:
+def check_live_migratable(situation: Situation) -> list[Cause]:
+    causes: list[Cause] = []
     if situation.vmi is None:
-        return
+        return causes
     condition = situation.vmi.conditions.get("LiveMigratable")
     if condition is None or condition.status != "False":
-        return
+        return causes
     detail = ": ".join(part for part in (condition.reason, condition.message) if part)
     why = f"the VMI is not live migratable ({detail or 'LiveMigratable=False'})"
     migration = situation.config.completion is Completion.MIGRATION
     plugged = situation.changes.plugged
     if plugged and (migration or any(Binding.SRIOV in iface.bindings for iface in plugged)):
         names = ", ".join(f"'{i.name}'" for i in plugged)
-        yield _cause(
+        _add(
+            causes,
             RuleId.LIVE_MIGRATABLE,
             paths.interface(plugged[0].position),
             f"{names} would reach the guest only through a live migration, but {why}; "
             f"{AUTO_RESTART_HINT}",
         )
-        return
+        return causes
     # An unplug leaves the guest at once (virt-launcher detaches an absent NIC on
     # sync); only the pod interface waits for a migration, and since v1.6 KubeVirt
     # restarts a VM that cannot migrate for it when the CR lists Evict.
@@ -400,7 +439,8 @@ def check_live_migratable(situation: Situation) -> Iterator[Cause]:
         and not situation.release.before(6)
     ):
         names = ", ".join(f"'{i.name}'" for i in unplugged)
-        yield _cause(
+        _add(
+            causes,
             RuleId.LIVE_MIGRATABLE,
             paths.interface(unplugged[0].position).child("state"),
             f"{names} would leave the guest at once, but its pod interface stays until a "
@@ -409,37 +449,45 @@ def check_live_migratable(situation: Situation) -> Iterator[Cause]:
             f"{situation.release.name} would evict "
             f"(restart) the VM to finish; {AUTO_RESTART_HINT}",
         )
+    return causes
 
 
-def check_unplug_legacy_naming(situation: Situation) -> Iterator[Cause]:
+def check_unplug_legacy_naming(situation: Situation) -> list[Cause]:
+    causes: list[Cause] = []
     if situation.vmi is None or not situation.vmi.legacy_naming():
-        return
+        return causes
     for iface in situation.changes.unplugged:
-        yield _cause(
+        _add(
+            causes,
             RuleId.UNPLUG_LEGACY_NAMING,
             paths.interface(iface.position).child("state"),
             f"'{iface.name}' cannot be hot unplugged: the VM's pod uses ordinal interface names "
             "(started before KubeVirt v1.0 / OpenShift 4.14), which KubeVirt cannot unplug; "
             "restart the VM once, then unplug",
         )
+    return causes
 
 
-def check_unplug_cancel(situation: Situation) -> Iterator[Cause]:
+def check_unplug_cancel(situation: Situation) -> list[Cause]:
+    causes: list[Cause] = []
     if situation.vmi is None:
-        return  # without the VMI the engine can only warn, see engine._unknowns
+        return causes  # without the VMI the engine can only warn, see engine._unknowns
     for iface in situation.changes.cancelled:
         running = situation.vmi.spec.interface(iface.name)
         if running is not None and running.absent:
-            yield _cause(
+            _add(
+                causes,
                 RuleId.UNPLUG_CANCEL,
                 paths.interface(iface.position).child("state"),
                 f"the hot unplug of '{iface.name}' is already underway and cannot be cancelled "
                 "(KubeVirt ignores this change); wait until KubeVirt removes it, then plug it "
                 "again",
             )
+    return causes
 
 
-def check_plain_removal(situation: Situation) -> Iterator[Cause]:
+def check_plain_removal(situation: Situation) -> list[Cause]:
+    causes: list[Cause] = []
     for removal in situation.changes.removed:
         old_iface = situation.old.spec.interface(removal.name)
         old_net = situation.old.spec.network(removal.name)
@@ -447,7 +495,8 @@ def check_plain_removal(situation: Situation) -> Iterator[Cause]:
         if removal_eligible(old_net, old_iface, situation.vmi):
             if situation.config.on_plain_removal.value == "allow":
                 continue
-            yield _cause(
+            _add(
+                causes,
                 RuleId.PLAIN_REMOVAL,
                 field,
                 f"'{removal.name}' was deleted from a running VM, which forces a restart; to hot "
@@ -455,12 +504,14 @@ def check_plain_removal(situation: Situation) -> Iterator[Cause]:
             )
             continue
         why = _ineligible_reason(old_iface, old_net, situation.vmi)
-        yield _cause(
+        _add(
+            causes,
             RuleId.PLAIN_REMOVAL,
             field,
             f"'{removal.name}' cannot be hot unplugged ({why}); deleting it takes effect only "
             f"after a restart: {AUTO_RESTART_HINT}",
         )
+    return causes
 
 
 def _ineligible_reason(iface: Interface | None, net: Network | None, vmi: Instance | None) -> str:
@@ -474,7 +525,8 @@ def _ineligible_reason(iface: Interface | None, net: Network | None, vmi: Instan
     return "only bridge interfaces on secondary multus networks can be unplugged"
 
 
-def check_restart_required(situation: Situation) -> Iterator[Cause]:
+def check_restart_required(situation: Situation) -> list[Cause]:
+    causes: list[Cause] = []
     # From v1.6 KubeVirt compares the VM template with the VMI (`IsRestartRequired`):
     # a change back to what runs clears RestartRequired, and an entry the VMI does
     # not have yet is hot plugged as it is. Before, and without a VMI, the old VM
@@ -494,7 +546,8 @@ def check_restart_required(situation: Situation) -> Iterator[Cause]:
                 fields = changed_fields(running[1], change.interface.raw, ignore="state")
                 if not fields:
                     continue
-            yield _cause(
+            _add(
+                causes,
                 RuleId.RESTART_REQUIRED,
                 paths.interface(change.interface.position),
                 f"interface '{change.name}' changed ({', '.join(fields)}); {when}",
@@ -512,7 +565,8 @@ def check_restart_required(situation: Situation) -> Iterator[Cause]:
             swap = before is not None and _only_nad_changed(before[1], change.network.raw)
             if swap and _nad_swap_live(situation):
                 continue
-            yield _cause(
+            _add(
+                causes,
                 RuleId.RESTART_REQUIRED,
                 paths.network(change.network.position),
                 f"network '{change.name}' changed ({', '.join(fields)}); {when}"
@@ -525,12 +579,14 @@ def check_restart_required(situation: Situation) -> Iterator[Cause]:
         pod = running_pod_interface(situation)
         problem = declaration_problem(situation, pod) if pod is not None else None
         if problem is not None:
-            yield _cause(
+            _add(
+                causes,
                 RuleId.RESTART_REQUIRED,
                 paths.interface(situation.changes.declared[0].position),
                 f"{problem}; {when}",
                 CauseType.INVALID,
             )
+    return causes
 
 
 def _only_nad_changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
@@ -617,29 +673,33 @@ def flow(value: object) -> str:
     return str(value)
 
 
-def check_implicit_pod_network(situation: Situation) -> Iterator[Cause]:
+def check_implicit_pod_network(situation: Situation) -> list[Cause]:
+    causes: list[Cause] = []
     running = running_pod_interface(situation)
     if running is None:
-        return
+        return causes
     iface, net = running
     name = text(iface.get("name"))
     if name in situation.spec.raw_interfaces or name in situation.spec.raw_networks:
         problem = declaration_problem(situation, running)
         if problem is None:
-            return
+            return causes
         what = f"{problem}, which changes it at the next restart; declare it as it runs"
     else:
         plugged = situation.changes.plugged[0].name
         what = f"plugging '{plugged}' would drop it at the next restart; also declare it"
-    yield _cause(
+    _add(
+        causes,
         RuleId.IMPLICIT_POD_NETWORK,
         paths.INTERFACES,
         f"the VM relies on the pod network KubeVirt adds implicitly; {what}: interfaces: "
         f"[{flow(iface)}] and networks: [{flow(net)}]",
     )
+    return causes
 
 
-def check_kubevirt_release(situation: Situation) -> Iterator[Cause]:
+def check_kubevirt_release(situation: Situation) -> list[Cause]:
+    causes: list[Cause] = []
     release = situation.release
     if release.before(1):
         reason = (
@@ -656,28 +716,32 @@ def check_kubevirt_release(situation: Situation) -> Iterator[Cause]:
         )
         fix = "enable the gate"
     else:
-        return
+        return causes
     for iface in situation.changes.plugged:
-        yield _cause(
+        _add(
+            causes,
             RuleId.KUBEVIRT_RELEASE,
             paths.interface(iface.position),
             f"'{iface.name}' cannot be hot plugged: {reason}; {fix} or {AUTO_RESTART_HINT}",
         )
     for iface in situation.changes.unplugged:
-        yield _cause(
+        _add(
+            causes,
             RuleId.KUBEVIRT_RELEASE,
             paths.interface(iface.position).child("state"),
             f"'{iface.name}' cannot be hot unplugged: {reason}; {fix} or {AUTO_RESTART_HINT}",
         )
+    return causes
 
 
-def notes(situation: Situation) -> Iterator[str]:
+def notes(situation: Situation) -> list[str]:
     """Warnings about how the release affects an allowed change (each rule can mute its own)."""
     changes = situation.changes
     release = situation.release
     actions = situation.config.rules
+    warnings = []
     if changes.hotplug and actions[RuleId.KUBEVIRT_RELEASE] is not Action.OFF and not release.known:
-        yield (
+        warnings.append(
             f"{RuleId.KUBEVIRT_RELEASE}: the KubeVirt release is unknown (no "
             "status.observedKubeVirtVersion in a KubeVirt CR); judged by the rules of "
             "v1.0-v1.5: PCIe ports for 4 interfaces including existing ones"
@@ -686,17 +750,18 @@ def notes(situation: Situation) -> Iterator[str]:
         names = [iface.name for iface in changes.plugged + changes.unplugged]
         names.extend(_link_state_changes(situation))
         if names:
-            yield (
+            warnings.append(
                 f"{RuleId.RESTART_REQUIRED}: {release.name} also marks the VM RestartRequired "
                 f"for {', '.join(repr(n) for n in names)} until it restarts (before v1.6 every "
                 "interface change does)"
             )
     if changes.plugged and situation.flat_bus and actions[RuleId.MACHINE_TYPE] is not Action.OFF:
-        yield (
+        warnings.append(
             f"{RuleId.MACHINE_TYPE}: hot plug on s390x is unverified: KubeVirt v1.9 runs its "
             "bridge hot plug tests there (earlier releases do not) and its flat bus has no PCIe "
             "ports to count"
         )
+    return warnings
 
 
 def _link_state_changes(situation: Situation) -> list[str]:
@@ -712,24 +777,28 @@ def _link_state_changes(situation: Situation) -> list[str]:
     return names
 
 
-def check_hotplug_in_progress(situation: Situation) -> Iterator[Cause]:
+def check_hotplug_in_progress(situation: Situation) -> list[Cause]:
+    causes: list[Cause] = []
     field = paths.interface((situation.changes.plugged + situation.changes.unplugged)[0].position)
     vmi = situation.vmi
     vmi_name = vmi.name if vmi is not None and vmi.name else situation.new.name
     for name, phase in unfinished_migrations(situation.context.migrations, vmi_name):
-        yield _cause(
+        _add(
+            causes,
             RuleId.HOTPLUG_IN_PROGRESS,
             field,
             f"migration '{name}' of this VM is unfinished (phase {phase or 'new'}); wait until it "
             "succeeds or fails, then retry",
         )
     if situation.previous_unfinished is True:
-        yield _cause(
+        _add(
+            causes,
             RuleId.HOTPLUG_IN_PROGRESS,
             field,
             "the previous hot plug request of this VM is not finished yet (see annotation "
             "hotplug-guard.io/status); wait until it completes, then retry",
         )
+    return causes
 
 
 def previous_request_unfinished(situation: Situation) -> bool | None:
