@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -202,7 +201,9 @@ def with_kubevirt_version(context: Context, version: object) -> Context:
         **(status if isinstance(status, dict) else {}),
         "observedKubeVirtVersion": version,
     }
-    return replace(context, kubevirt=kubevirt)
+    return Context(
+        vmi=context.vmi, nads=context.nads, kubevirt=kubevirt, migrations=context.migrations
+    )
 
 
 def build_review(

@@ -8,10 +8,10 @@ engine reads running-ness from the VM's status) and the list+watch caches in
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol, final
 
 from policy import Context
+from policy.values import Value
 
 
 class ContextState(enum.StrEnum):
@@ -25,12 +25,16 @@ class ContextState(enum.StrEnum):
     """A cache has not finished its first list (in time for this request)."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ContextLookup:
-    """The context for one VM and whether it can be trusted to be complete."""
+@final
+class ContextLookup(Value):
+    """The context for one VM and whether it can be trusted to be complete (one per review:
+    a value as the engine's are, see `webhook.reviews.Answer`)."""
 
-    context: Context
-    state: ContextState
+    FIELDS = ("context", "state")
+
+    def __init__(self, *, context: Context, state: ContextState) -> None:
+        self.context: Final = context
+        self.state: Final = state
 
 
 class ContextSource(Protocol):

@@ -13,13 +13,14 @@ import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, NotRequired, TypedDict
+from dataclasses import dataclass
+from typing import Any, Final, Literal, NotRequired, TypedDict, final
 
 import orjson
 
 from policy import Cause, Mode, Operation, Review, UserInfo, Verdict
 from policy.engine import ALLOWED
+from policy.values import Value
 
 API_VERSION = "admission.k8s.io/v1"
 KIND = "AdmissionReview"
@@ -181,36 +182,73 @@ class AdmissionReviewWire(TypedDict):
 # --- domain values -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Envelope:
+@final
+class Envelope(Value):
     """What every response must echo: the review's GVK and the request uid.
 
     `name` is the object's name (empty for a `generateName` CREATE): a denial
     names it, as kubectl prints `The VirtualMachine "<name>" is invalid: ...`.
     """
 
-    api_version: str
-    kind: str
-    uid: str
-    name: str = ""
+    FIELDS = ("api_version", "kind", "uid", "name")
+
+    def __init__(self, *, api_version: str, kind: str, uid: str, name: str = "") -> None:
+        self.api_version: Final = api_version
+        self.kind: Final = kind
+        self.uid: Final = uid
+        self.name: Final = name
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AdmissionRequest:
-    """One admission request, checked for shape but with the objects kept raw."""
+@final
+class AdmissionRequest(Value):
+    """One admission request, checked for shape but with the objects kept raw.
 
-    envelope: Envelope
-    group: str
-    kind: str
-    resource: str
-    sub_resource: str
-    operation: Operation
-    namespace: str
-    name: str
-    user: UserInfo
-    dry_run: bool
-    object: Mapping[str, Any] | None
-    old_object: Mapping[str, Any] | None
+    The per-review values of this module are written as the engine's are (see `Answer`).
+    """
+
+    FIELDS = (
+        "envelope",
+        "group",
+        "kind",
+        "resource",
+        "sub_resource",
+        "operation",
+        "namespace",
+        "name",
+        "user",
+        "dry_run",
+        "object",
+        "old_object",
+    )
+
+    def __init__(
+        self,
+        *,
+        envelope: Envelope,
+        group: str,
+        kind: str,
+        resource: str,
+        sub_resource: str,
+        operation: Operation,
+        namespace: str,
+        name: str,
+        user: UserInfo,
+        dry_run: bool,
+        object: Mapping[str, Any] | None,
+        old_object: Mapping[str, Any] | None,
+    ) -> None:
+        self.envelope: Final = envelope
+        self.group: Final = group
+        self.kind: Final = kind
+        self.resource: Final = resource
+        self.sub_resource: Final = sub_resource
+        self.operation: Final = operation
+        self.namespace: Final = namespace
+        self.name: Final = name
+        self.user: Final = user
+        self.dry_run: Final = dry_run
+        self.object: Final = object
+        self.old_object: Final = old_object
 
     @property
     def is_virtual_machine(self) -> bool:
@@ -262,15 +300,31 @@ class Disposition(enum.StrEnum):
     FAILED = "failed"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Answer:
-    """Everything the response will say: the engine's verdict plus the webhook's own notes."""
+@final
+class Answer(Value):
+    """Everything the response will say: the engine's verdict plus the webhook's own notes.
 
-    disposition: Disposition
-    verdict: Verdict = ALLOWED
-    refusal: Refusal | None = None
-    warnings: tuple[str, ...] = ()
-    audit: Mapping[str, str] = field(default_factory=dict)
+    Written as the engine's values are: one per review, built in compiled code, where a
+    dataclass's generated `__init__` runs interpreted (docs/architecture.md, "Why the
+    engine's values are written by hand").
+    """
+
+    FIELDS = ("disposition", "verdict", "refusal", "warnings", "audit")
+
+    def __init__(
+        self,
+        *,
+        disposition: Disposition,
+        verdict: Verdict = ALLOWED,
+        refusal: Refusal | None = None,
+        warnings: tuple[str, ...] = (),
+        audit: Mapping[str, str] | None = None,
+    ) -> None:
+        self.disposition: Final = disposition
+        self.verdict: Final = verdict
+        self.refusal: Final = refusal
+        self.warnings: Final = warnings
+        self.audit: Final[Mapping[str, str]] = {} if audit is None else audit
 
     @property
     def allowed(self) -> bool:
