@@ -128,6 +128,50 @@ def test_the_signature_is_hmac_sha256_for_every_key_and_message(
     )
 
 
+def netstring(data: bytes) -> bytes:
+    return str(len(data)).encode() + b":" + data + b","
+
+
+# mostly ASCII, as Kubernetes names are; any code point otherwise, lone surrogates included
+ANY_TEXT = st.one_of(
+    st.text(st.characters(max_codepoint=0x7F)), st.text(st.characters(exclude_categories=()))
+)
+
+
+@given(
+    texts=st.lists(ANY_TEXT, min_size=4, max_size=4),
+    plug=st.lists(ANY_TEXT, max_size=3),
+    unplug=st.lists(ANY_TEXT, max_size=3),
+    generation=st.integers(min_value=0),
+)
+def test_the_message_is_the_documented_netstrings_of_any_text(
+    texts: list[str], plug: list[str], unplug: list[str], generation: int
+) -> None:
+    """ASCII or not, lone surrogates included: the same bytes (UTF-8, surrogates passed)."""
+    uid, namespace, name, ident = texts
+    request = HotplugRequest(
+        id=ident, plug=tuple(plug), unplug=tuple(unplug), generation=generation
+    )
+
+    def utf8(text: str) -> bytes:
+        return text.encode("utf-8", "surrogatepass")
+
+    names = [b"".join(netstring(utf8(n)) for n in names) for names in (plug, unplug)]
+    expected = b"".join(
+        netstring(field)
+        for field in (
+            b"hotplug-guard.io/request/v1",
+            utf8(uid),
+            utf8(namespace),
+            utf8(name),
+            str(generation).encode(),
+            utf8(ident),
+            *names,
+        )
+    )
+    assert request_message(request, uid=uid, namespace=namespace, name=name) == expected
+
+
 def test_the_signature_of_a_fixed_request_never_changes() -> None:
     """Webhook and controller replicas of different releases meet during an upgrade: a
     request signed by one must verify in the other, so the bytes signed are fixed."""
