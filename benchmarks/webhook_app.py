@@ -10,15 +10,20 @@ body (no gunicorn, no TLS, no threads):
 - webhook: the real app, offline, with a signing key, as `serve --offline` runs it.
 
 Each round times all three, alternated; the script prints the median over rounds
-of each, and the median over rounds of its ratio to that round's floor. Then it
-times the steps of the webhook's review on their own (parsing, the engine,
-rendering, the patch check, the log line, the metrics), in the same way.
+of each, and the median over rounds of its ratio to that round's floor. Each is
+timed twice: warm (request after request, everything in the CPU's caches) and
+cold (each request right after `--evict` MiB of other memory was written, as
+under load, where TLS, the other requests and the load generator pass through
+the caches between two reviews; the cold ratios track `webhook_load`'s CPU per
+review). Then it times the steps of the webhook's review on their own (parsing,
+the engine, rendering, the patch check, the log line, the metrics), warm.
 Times are the thread's CPU time, which other processes on the machine disturb less
 than the clock. Run: `python -m benchmarks.webhook_app [--rounds 7] [--repeat 800]`;
 pin to one core with `taskset -c 0` for steadier numbers. For counts that do not
 depend on the machine at all, run one app under callgrind:
 `valgrind --tool=callgrind python -m benchmarks.webhook_app --only webhook`
-(docs/webhook.md, "Performance"). Not a test: numbers depend on the machine.
+(docs/webhook.md, "Performance"; with `--cold`, each request after the eviction).
+Not a test: numbers depend on the machine.
 """
 
 from __future__ import annotations
@@ -53,9 +58,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--repeat", type=int, default=800, help="requests per app and round")
     parser.add_argument(
+        "--evict", type=int, default=8, metavar="MIB", help="memory written before a cold request"
+    )
+    parser.add_argument(
         "--only", choices=APPS, help="only run --repeat requests of this app (for callgrind)"
     )
+    parser.add_argument("--cold", action="store_true", help="with --only: evict before each")
     args = parser.parse_args()
+    evict = functools.partial(write_through, bytearray(args.evict * 1024 * 1024))
     body = four_nic_update_bytes()
     with tempfile.TemporaryDirectory(prefix="hotplug-guard-bench-") as scratch:
         apps = build_apps(Path(scratch))
@@ -68,13 +78,19 @@ def main() -> None:
             for _ in range(100):
                 call(app, body)
             # inside one C function, so `--toggle-collect=functools_reduce` counts just these
-            functools.reduce(lambda _, __: call(app, body), range(args.repeat), None)
+            if not args.cold:
+                functools.reduce(lambda _, __: call(app, body), range(args.repeat), None)
+            for _ in range(args.repeat if args.cold else 0):
+                evict()
+                functools.reduce(lambda _, __: call(app, body), range(1), None)
             return
         timings: dict[str, list[float]] = {name: [] for name in apps}
+        cold: dict[str, list[float]] = {name: [] for name in apps}
         for _ in range(args.rounds):
             for name, app in apps.items():
                 request = functools.partial(call, app, body)
                 timings[name].append(per_request_us(request, args.repeat))
+                cold[name].append(cold_request_us(request, args.repeat // 4, evict))
         steps = review_steps(body)
         step_timings: dict[str, list[float]] = {name: [] for name in steps}
         for _ in range(args.rounds):
@@ -85,11 +101,17 @@ def main() -> None:
         f"POST /mutate in-process, {len(body)} byte body, {args.rounds} rounds, "
         f"policy engine {engine_build()}, thread CPU time"
     )
-    print(f"{'app':<26} {'µs/request':>11} {'vs floor':>9}")
+    print(f"{'app':<26} {'µs/request':>11} {'vs floor':>9} {'cold µs':>9} {'vs floor':>9}")
     for name, values in timings.items():
         # the ratio of each round to that round's floor, then the median over rounds
         ratio = statistics.median(v / f for v, f in zip(values, floors, strict=True))
-        print(f"{name:<26} {statistics.median(values):>11.1f} {ratio:>8.2f}x")
+        cold_ratio = statistics.median(
+            v / f for v, f in zip(cold[name], cold["floor"], strict=True)
+        )
+        print(
+            f"{name:<26} {statistics.median(values):>11.1f} {ratio:>8.2f}x "
+            f"{statistics.median(cold[name]):>9.1f} {cold_ratio:>8.2f}x"
+        )
     print(f"{'step of the review':<26} {'µs':>11} {'vs floor':>9}")
     for name, values in step_timings.items():
         ratio = statistics.median(v / f for v, f in zip(values, floors, strict=True))
@@ -191,6 +213,22 @@ def call(app: WSGIApp, body: bytes) -> str:
     if close is not None:
         close()
     return answer[0]
+
+
+def write_through(buffer: bytearray) -> None:
+    """Write one byte of each cache line of `buffer`: what was cached before is evicted."""
+    buffer[::64] = b"\1" * len(range(0, len(buffer), 64))
+
+
+def cold_request_us(step: Callable[[], object], repeat: int, evict: Callable[[], None]) -> float:
+    """Median thread CPU microseconds of `step` called right after `evict()`."""
+    samples = []
+    for _ in range(max(1, repeat)):
+        evict()
+        start = time.thread_time_ns()
+        step()
+        samples.append((time.thread_time_ns() - start) / 1000)
+    return statistics.median(samples)
 
 
 def per_request_us(step: Callable[[], object], repeat: int) -> float:
