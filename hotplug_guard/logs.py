@@ -118,7 +118,8 @@ class JsonFormatter(logging.Formatter):
             message=message,
         )
         for key, value in fields.items():
-            entry[key] = value if type(value) in _SCALARS else bounded(value)
+            if key[:1] != "_":  # as `entry` skips them
+                entry[key] = value if type(value) in _SCALARS else bounded(value)
         return entry
 
     def _head(

@@ -217,6 +217,7 @@ REVIEW_FIELDS = {
     "code": 200,
     "duration_ms": 0.25,
     "path": Path("/x"),
+    "_private": "never written",
 }
 
 
@@ -254,6 +255,7 @@ def test_log_info_writes_the_line_logger_info_writes_without_making_a_record(
     del by_record["time"], direct["time"]
     assert direct == by_record
     assert direct["pid"] == os.getpid()
+    assert "_private" not in direct
 
 
 def filtered(record: logging.LogRecord) -> bool:
