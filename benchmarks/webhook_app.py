@@ -80,7 +80,8 @@ def main() -> None:
             # inside one C function, so `--toggle-collect=functools_reduce` counts just these
             if not args.cold:
                 functools.reduce(lambda _, __: call(app, body), range(args.repeat), None)
-            for _ in range(args.repeat if args.cold else 0):
+                return
+            for _ in range(args.repeat):
                 evict()
                 functools.reduce(lambda _, __: call(app, body), range(1), None)
             return

@@ -96,10 +96,7 @@ class JsonFormatter(logging.Formatter):
             pid=record.process,
             message=record.getMessage(),
         )
-        for key, value in record.__dict__.items():
-            if key in _RESERVED or key[:1] == "_":
-                continue
-            entry[key] = value if type(value) in _SCALARS else bounded(value)
+        _add_fields(entry, record.__dict__, skip=_RESERVED)
         if record.exc_info:
             entry["traceback"] = _cut(self.formatException(record.exc_info), MAX_TRACEBACK_CHARS)
         return entry
@@ -117,9 +114,7 @@ class JsonFormatter(logging.Formatter):
             pid=os.getpid(),
             message=message,
         )
-        for key, value in fields.items():
-            if key[:1] != "_":  # as `entry` skips them
-                entry[key] = value if type(value) in _SCALARS else bounded(value)
+        _add_fields(entry, fields)
         return entry
 
     def _head(
@@ -139,6 +134,15 @@ class JsonFormatter(logging.Formatter):
             text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
             self._second = (seconds, text)
         return text
+
+
+def _add_fields(
+    entry: dict[str, Any], fields: dict[str, Any], *, skip: frozenset[str] = frozenset()
+) -> None:
+    """`fields` into `entry`, each bounded, but for private ones (`_`...) and those in `skip`."""
+    for key, value in fields.items():
+        if key[:1] != "_" and key not in skip:
+            entry[key] = value if type(value) in _SCALARS else bounded(value)
 
 
 def bounded(value: Any) -> Any:

@@ -136,12 +136,6 @@ def removal_eligible(
     )
 
 
-def _cause(
-    rule: RuleId, field: FieldPath, message: str, kind: CauseType = CauseType.FORBIDDEN
-) -> Cause:
-    return Cause(rule=rule, type=kind, field=field.text, message=message)
-
-
 def _add(
     causes: list[Cause],
     rule: RuleId,
@@ -149,7 +143,7 @@ def _add(
     message: str,
     kind: CauseType = CauseType.FORBIDDEN,
 ) -> None:
-    causes.append(_cause(rule, field, message, kind))
+    causes.append(Cause(rule=rule, type=kind, field=field.text, message=message))
 
 
 def check_plug_binding(situation: Situation) -> list[Cause]:

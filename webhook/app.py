@@ -229,7 +229,7 @@ def _record(
     *,
     duration: float,
     metrics: Metrics,
-    log_line: LogLine = info_line,
+    log_line: LogLine,
 ) -> None:
     """The review's log line and metrics."""
     response = document["response"]
