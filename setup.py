@@ -1,4 +1,4 @@
-"""Build hook: compile the policy engine with mypyc when HOTPLUG_GUARD_MYPYC=1.
+"""Build hook: compile the engine and the review path with mypyc when HOTPLUG_GUARD_MYPYC=1.
 
 Everything else about the package is declared in pyproject.toml. Without the
 variable the wheel is pure Python. With it, the modules of `policy/` and the

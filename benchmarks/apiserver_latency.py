@@ -3,7 +3,7 @@
 The same update (a user's hot plug of a bridge NIC into a running VM, sent as a
 server-side dry run so that it can be repeated unchanged) goes through a real
 kube-apiserver + etcd with KubeVirt's CRDs, from one keep-alive client, under
-four configurations, each in a namespace of its own so that all are registered
+five configurations, each in a namespace of its own so that all are registered
 at once and the rounds alternate between them:
 
 - none: no admission webhook or policy, the apiserver's own latency;
@@ -149,7 +149,7 @@ CANNOT_EXPRESS = (
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--updates", type=int, default=2000, help="measured per configuration")
-    parser.add_argument("--rounds", type=int, default=10, help="alternations of the four")
+    parser.add_argument("--rounds", type=int, default=10, help="alternations of the configurations")
     parser.add_argument("--warmup", type=int, default=100, help="unmeasured, per configuration")
     args = parser.parse_args(argv)
     per_round = max(1, args.updates // args.rounds)
