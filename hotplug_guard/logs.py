@@ -49,6 +49,8 @@ _RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime
 _SCALARS = frozenset({bool, int, float, type(None)})
 """Types whose values are bounded as they are (kept apart: one line per review, ~15 fields)."""
 _COLLECTIONS = (list, tuple, set, frozenset)
+_MILLISECONDS = tuple(f".{n:03d}Z" for n in range(1000))
+"""A timestamp's tail for each millisecond (0-999, as both `msecs` are), so a line formats none."""
 _STANDARD_ENCODE = json.JSONEncoder(default=str, separators=(",", ":")).encode
 _PASSTHROUGH = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 """Values orjson would render its own way go to `str()`, as with the standard library."""
@@ -121,7 +123,7 @@ class JsonFormatter(logging.Formatter):
         self, created: float, *, msecs: int, level: str, logger: str, pid: int | None, message: str
     ) -> dict[str, Any]:
         return {
-            "time": f"{self._timestamp(int(created))}.{msecs:03d}Z",
+            "time": self._timestamp(int(created)) + _MILLISECONDS[msecs],
             "level": level,
             "logger": logger,
             "pid": pid,
