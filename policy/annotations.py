@@ -120,6 +120,10 @@ class HotplugStatus(Value):
         return self.phase in FINAL_PHASES
 
 
+_SHA256: Final = hashlib.sha256()
+"""Copied for each id: a copy skips looking the algorithm up and initialising it."""
+
+
 def request_id(vm_uid: str, interfaces: Iterable[tuple[str, bool]]) -> str:
     """Stable 16-hex id of a VM's resulting interface set: (name, absent) pairs.
 
@@ -129,7 +133,9 @@ def request_id(vm_uid: str, interfaces: Iterable[tuple[str, bool]]) -> str:
         f"[{_quote(name)},{'true' if absent else 'false'}]" for name, absent in sorted(interfaces)
     )
     canonical = f"[{_quote(vm_uid)},[{pairs}]]"
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    digest = _SHA256.copy()
+    digest.update(canonical.encode())
+    return digest.hexdigest()[:16]
 
 
 # The annotation values are compact JSON (as `json.dumps(..., separators=(",", ":"))`
