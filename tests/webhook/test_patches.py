@@ -7,11 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import jsonpatch
+import jsonpointer
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hotplug_guard.cases import case_files, load_case
-from policy import Mode, evaluate
+from policy import Mode, evaluate, paths
 from policy.signing import SigningKeys
 from tests.policy.strategies import updates
 from tests.policy.test_properties import _review
@@ -82,6 +84,16 @@ def test_generated_hot_plug_patches_apply_as_jsonpatch_applies_them(
 )
 def test_patches_that_apply_give_what_jsonpatch_gives(patch: list[dict[str, Any]]) -> None:
     assert apply_patch(copy.deepcopy(DOCUMENT), patch) == _jsonpatch_applies(DOCUMENT, patch)
+
+
+@given(key=st.text(alphabet="~/01a", max_size=8))
+def test_a_key_escaped_by_the_engine_is_the_key_the_patch_reaches(key: str) -> None:
+    # RFC 6901 both ways, `~01` and `~10` included: the pointer jsonpointer builds for
+    # the key, and the key the applier writes when it follows that pointer
+    pointer = f"/metadata/{paths.escape(key)}"
+    assert pointer == jsonpointer.JsonPointer.from_parts(["metadata", key]).path
+    patch = [{"op": "add", "path": pointer, "value": "v"}]
+    assert apply_patch({"metadata": {}}, patch) == {"metadata": {key: "v"}}
 
 
 @pytest.mark.parametrize(
