@@ -33,7 +33,16 @@ def extensions() -> list[object]:
         return []
     from mypyc.build import mypycify  # noqa: PLC0415 - only when compiling
 
-    return list(mypycify(COMPILED, opt_level="3"))
+    built = list(mypycify(COMPILED, opt_level="3"))
+    for extension in built:
+        # mypyc's functions call each other directly, not through the PLT as symbols
+        # another library could replace (only the modules' init functions are exported;
+        # the modules reach the shared library's functions through a capsule), and the
+        # compiler may inline them; calls into libpython skip the PLT stub as well.
+        # Under load a review's code comes back from memory each time, and this is code
+        # it need not fetch (docs/webhook.md, "Performance").
+        extension.extra_compile_args.extend(["-fvisibility=hidden", "-fno-plt"])
+    return built
 
 
 setup(ext_modules=extensions())
