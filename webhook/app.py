@@ -236,7 +236,7 @@ def _record(
     allowed = response["allowed"]
     patched = "patch" in response
     requests, durations = metrics.review(
-        endpoint, parsed.operation.value, allowed=allowed, dry_run=parsed.dry_run
+        endpoint, parsed.operation, allowed=allowed, dry_run=parsed.dry_run
     )
     requests.inc()
     durations.observe(duration)
@@ -254,10 +254,10 @@ def _record(
             "uid": response["uid"],
             "endpoint": endpoint,
             "vm": f"{parsed.namespace}/{parsed.name}",
-            "operation": parsed.operation.value,
+            "operation": parsed.operation,
             "user": parsed.user.username,
             "dry_run": parsed.dry_run,
-            "disposition": answer.disposition.value,
+            "disposition": answer.disposition,
             "allowed": allowed,
             "code": response["status"]["code"] if "status" in response else 200,
             "rules": sorted({finding.cause.rule for finding in answer.verdict.findings}),
