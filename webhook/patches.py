@@ -22,6 +22,7 @@ the engine's patches with it too (`check_engine_patch`), so both say the same.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -132,8 +133,18 @@ def _parent(document: Any, path: str) -> tuple[Any, str]:
 def _unescape(part: str, path: str) -> str:
     if "~" not in part:
         return part
-    if any(escaped[:1] not in ("0", "1") for escaped in part.split("~")[1:]):
+    unescaped = _unescaped(part)
+    if unescaped is None:
         raise PatchError(f"path {path!r} has an invalid escape")
+    return unescaped
+
+
+@functools.lru_cache(maxsize=64)
+def _unescaped(part: str) -> str | None:
+    """`part` with its RFC 6901 escapes undone, None if one is invalid; remembered as
+    `policy.paths.escape` is (the same few annotation keys on nearly every review)."""
+    if any(escaped[:1] not in ("0", "1") for escaped in part.split("~")[1:]):
+        return None
     return part.replace("~1", "/").replace("~0", "~")
 
 

@@ -10,6 +10,7 @@ import jsonpatch
 import pytest
 
 from policy import Context, Operation, Review, evaluate
+from policy.config import parse_config
 
 PTP = {"name": "ptp", "bridge": {}}
 PTP_NETWORK = {"name": "ptp", "multus": {"networkName": "ptp-conf"}}
@@ -136,3 +137,24 @@ def test_a_plug_and_a_removal_into_parts_of_the_wrong_type_give_a_patch_that_app
     node[place[-1]] = value
     verdict = evaluate(Review(operation=Operation.UPDATE, new=new, old=old), CONTEXT)
     jsonpatch.apply_patch(copy.deepcopy(new), verdict.render_patch())
+
+
+@pytest.mark.parametrize(
+    ("key", "pointer"),
+    [
+        ("hotplug-guard.io/x~y", "/metadata/annotations/hotplug-guard.io~1x~0y"),
+        ("hotplug-guard.io/request", "/metadata/annotations/hotplug-guard.io~1request"),
+    ],
+)
+def test_a_forged_annotation_of_any_name_is_taken_out_by_its_escaped_pointer(
+    key: str, pointer: str
+) -> None:
+    old = vm()
+    old["metadata"]["annotations"] = {"keep": "1"}
+    new = copy.deepcopy(old)
+    new["metadata"]["annotations"][key] = "forged"
+    config = parse_config({"rules": {"guarded-annotations": "warn"}})
+    verdict = evaluate(Review(operation=Operation.UPDATE, new=new, old=old), CONTEXT, config)
+    assert {"op": "remove", "path": pointer} in verdict.render_patch()
+    patched = jsonpatch.apply_patch(copy.deepcopy(new), verdict.render_patch())
+    assert patched["metadata"]["annotations"] == {"keep": "1"}
