@@ -141,8 +141,8 @@ def _unescape(part: str, path: str) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _unescaped(part: str) -> str | None:
-    """`part` with its RFC 6901 escapes undone, None if one is invalid; remembered as
-    `policy.paths.escape` is (the same few annotation keys on nearly every review)."""
+    """`part` with its RFC 6901 escapes undone, None if one is invalid; remembered: the
+    same few annotation keys on nearly every review (docs/webhook.md, "Performance")."""
     if any(escaped[:1] not in ("0", "1") for escaped in part.split("~")[1:]):
         return None
     return part.replace("~1", "/").replace("~0", "~")
