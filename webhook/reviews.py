@@ -388,7 +388,7 @@ def parse_admission_request(envelope: Envelope, request: Mapping[str, Any]) -> A
     given = request.get("operation")
     operation = _OPERATIONS.get(given) if isinstance(given, str) else None
     if operation is None:
-        allowed = ", ".join(map(str, Operation))
+        allowed = ", ".join(_OPERATIONS)
         raise RequestError(
             400,
             f"request.operation must be one of {allowed}, got {_shown(given)}",
