@@ -1,9 +1,10 @@
 """Serving the app with gunicorn: threaded workers that no slow client can stall
 (`webhook.worker`), keep-alive, TLS 1.2+ with hot reload.
 
-The master process supervises; each worker binds its own listening socket
-(SO_REUSEPORT) and builds its own app (metrics, cluster caches) after the fork
-through `factory`, so no thread or connection pool crosses a fork.
+The master process supervises; the workers share its listening socket and take
+connections in turn, least connections first (`webhook.balance`), and each builds its
+own app (metrics, cluster caches) after the fork through `factory`, so no thread or
+connection pool crosses a fork.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from webhook.balance import ConnectionTable, Share
 from webhook.metrics import enable_multiprocess, forget_process
 from webhook.tls import ServingContext
 from webhook.worker import GuardedThreadWorker
@@ -51,6 +53,9 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships no
         self._options = options
         self._tls = tls
         self._factory = factory
+        # a slot per worker, and as many again for those gunicorn starts before the ones
+        # they replace have exited (a reload)
+        self._connections = ConnectionTable(2 * options.workers)
         super().__init__()
 
     def load_config(self) -> None:
@@ -59,15 +64,23 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships no
         def ssl_context(config: Any, default_factory: Any) -> Any:
             return tls.current()
 
+        connections = self._connections
+
+        def pre_fork(server: Any, worker: Any) -> None:
+            taken = (sibling.share.slot for sibling in server.WORKERS.values() if sibling.share)
+            slot = connections.assign(taken)
+            worker.share = None if slot is None else Share(connections, slot)
+
         def child_exit(server: Any, worker: Any) -> None:
             forget_process(worker.pid)
+            if worker.share is not None:
+                connections.vacate(worker.share.slot)
 
         settings: dict[str, Any] = {
             "bind": [self._options.bind],
-            # each worker listens on its own SO_REUSEPORT socket and the kernel spreads new
-            # connections over them; on one shared socket, whichever worker wakes first
-            # accepts, and kube-apiserver's few long-lived connections can all land on one
-            "reuse_port": True,
+            # one listening socket, shared: the workers balance it themselves (on sockets of
+            # their own, SO_REUSEPORT, the kernel would spread connections by hash alone)
+            "reuse_port": False,
             "workers": self._options.workers,
             "worker_class": GuardedThreadWorker,
             "threads": self._options.threads,
@@ -76,6 +89,7 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships no
             "certfile": str(tls.cert),
             "keyfile": str(tls.key),
             "ssl_context": ssl_context,
+            "pre_fork": pre_fork,
             "child_exit": child_exit,
             "accesslog": None,
             "errorlog": "-",

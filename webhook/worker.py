@@ -30,6 +30,8 @@ from __future__ import annotations
 import contextlib
 import enum
 import errno
+import logging
+import select
 import selectors
 import socket
 import ssl
@@ -45,9 +47,11 @@ from gunicorn import sock as gunicorn_sock
 from gunicorn.workers.gthread import ThreadWorker
 
 from webhook.app import MAX_BODY_BYTES
+from webhook.balance import ASIDE_POLL_SECONDS, STEP_ASIDE_SECONDS, Share
 from webhook.framing import ChunkedBody, ChunkState, Head, head_end, parse_head, with_content_length
 from webhook.metrics import ConnectionMetrics
 
+LOG = logging.getLogger(f"hotplug_guard.{__name__}")
 HANDSHAKE_SECONDS = 5.0
 """From accepting the connection to the end of the TLS handshake."""
 HEAD_SECONDS = 5.0
@@ -180,8 +184,14 @@ class Memory:
 class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships no types
     """gthread with client I/O in the event loop under deadlines (see the module docstring)."""
 
+    share: Share | None = None
+    """This worker's slot among its siblings' connection counts (set by the master before
+    the fork, `webhook.server`); without one it accepts whenever it can."""
+
     def init_process(self) -> None:
         self.connections: set[Connection] = set()
+        self.resume_at = 0.0
+        """When a worker that stepped aside (`webhook.balance`) watches the listener again."""
         self.waiting: deque[Connection] = deque()
         self.memory = Memory(MEMORY_BUDGET_BYTES)
         self.control = futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="control")
@@ -189,6 +199,9 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships
         super().init_process()
 
     def run(self) -> None:
+        self._publish()  # only now do siblings leave connections to it
+        if self.share is not None:
+            LOG.info("accepting connections", extra={"slot": self.share.slot})
         try:
             super().run()
         finally:
@@ -197,6 +210,39 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships
     # --- accepting and deadlines (called by gthread's run loop) ---------------------------
 
     def accept(self, listener: socket.socket) -> None:
+        if self.share is not None and not self.share.my_turn():
+            # a sibling holds fewer connections: leave this one to it
+            self.resume_at = time.monotonic() + STEP_ASIDE_SECONDS
+            super().set_accept_enabled(False)
+            return
+        self._take(listener)
+
+    def set_accept_enabled(self, enabled: bool) -> None:
+        """gthread's (called on every turn of its loop while not accepting), but a worker
+        that stepped aside watches the listener again only once its siblings caught up, or
+        once its time aside is up; then it takes a connection still waiting at once.
+        """
+        if not enabled:  # the worker is stopping, or has all the connections it may
+            self.resume_at = 0.0
+        if not enabled or not self.resume_at:
+            super().set_accept_enabled(enabled)
+            return
+        caught_up = self.share is None or self.share.my_turn()
+        if not caught_up and time.monotonic() < self.resume_at:
+            return
+        self.resume_at = 0.0
+        super().set_accept_enabled(True)
+        if not caught_up:  # no sibling took what waits meanwhile
+            for listener in self.sockets:
+                if _pending_connection(listener):
+                    self._take(listener)
+
+    def wait_for_and_dispatch_events(self, timeout: float) -> None:
+        if self.resume_at:  # aside: look at the siblings' counts again soon
+            timeout = min(timeout, ASIDE_POLL_SECONDS)
+        super().wait_for_and_dispatch_events(timeout)
+
+    def _take(self, listener: socket.socket) -> None:
         try:
             raw, client = listener.accept()
         except OSError as error:
@@ -218,6 +264,7 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships
             sock, client, listener.getsockname(), deadline=time.monotonic() + HANDSHAKE_SECONDS
         )
         self.connections.add(conn)
+        self._publish()
         if self.cfg.is_ssl:
             self._handshake(conn)
         else:
@@ -489,6 +536,11 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships
         with contextlib.suppress(OSError):
             conn.sock.close()
         self.nr_conns -= 1
+        self._publish()
+
+    def _publish(self) -> None:
+        if self.share is not None:
+            self.share.publish(len(self.connections))
 
     # --- a thread's side: the request is complete in memory ------------------------------
 
@@ -515,3 +567,10 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships
 
 def _pending(sock: socket.socket) -> bool:
     return isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
+
+
+def _pending_connection(listener: socket.socket) -> bool:
+    """Whether a connection waits to be accepted on `listener`, without waiting."""
+    poll = select.poll()
+    poll.register(listener, select.POLLIN)
+    return bool(poll.poll(0))

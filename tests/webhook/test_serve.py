@@ -290,15 +290,6 @@ def test_unusable_signing_keys_are_a_usage_error(
     assert message in capsys.readouterr().err
 
 
-def test_each_worker_accepts_on_its_own_socket(served: Service) -> None:
-    """The kernel spreads connections over the workers (SO_REUSEPORT), none waits on a busy one."""
-    listening = service.tcp_sockets(served.port, service.LISTEN)
-    assert len(listening) == len(served.worker_pids()) == 2
-    for worker in served.worker_pids():
-        assert service.sockets_held(worker, listening) == 1
-    assert service.sockets_held(served.process.pid, listening) == 0
-
-
 def test_the_review_serve_offers_to_try_is_the_one_in_examples() -> None:
     shipped = example_review()
     assert shipped is not None
