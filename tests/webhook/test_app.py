@@ -10,6 +10,7 @@ from typing import Any
 
 import jsonpatch
 import pytest
+from flask import session
 from werkzeug.test import TestResponse
 
 from policy import (
@@ -32,7 +33,7 @@ from tests.webhook.fakes import Built, FakeEngine, StubContext, build
 from tests.webhook.objects import fixture, hotplug_review, review, running, uid_of, with_bridge_nics
 from webhook import reviews
 from webhook.admission import Admission
-from webhook.app import MAX_BODY_BYTES, create_app, parse_duration
+from webhook.app import MAX_BODY_BYTES, MAX_BOUND_ADAPTERS, create_app, parse_duration
 from webhook.context import ContextState
 from webhook.metrics import Metrics
 
@@ -698,3 +699,46 @@ def test_a_mutation_that_reaches_its_deadline_lets_the_request_through_unpatched
 def test_a_review_within_its_deadline_is_judged_as_usual() -> None:
     document = answer_of(post(build_slow(0.0), "/validate", slow_plug(), query="?timeout=3s"))
     assert document["response"]["allowed"] is True
+
+
+def test_kept_url_bindings_route_each_request_by_its_own_path_method_and_host() -> None:
+    built = build()
+    client = built.app.test_client()
+    for _ in range(2):  # the second time from the kept bindings
+        assert answer_of(post(built, "/validate", hotplug_review(), query="?timeout=10s"))
+        assert answer_of(post(built, "/mutate", hotplug_review(), query="?timeout=10s"))
+        assert client.get("/validate").status_code == 405
+        assert client.post("/nowhere", json={}).status_code == 404
+        assert client.get("/healthz", headers={"Host": "webhook.example:8443"}).status_code == 200
+
+
+def test_with_trusted_hosts_configured_flask_binds_and_checks_every_request() -> None:
+    built = build()
+    built.app.config["TRUSTED_HOSTS"] = ["webhook.example"]
+    client = built.app.test_client()
+    for _ in range(2):
+        assert client.get("/healthz", headers={"Host": "webhook.example"}).status_code == 200
+        assert client.get("/healthz", headers={"Host": "elsewhere.example"}).status_code == 400
+    assert built.app._adapters == {}  # type: ignore[attr-defined]
+
+
+def test_url_bindings_kept_are_bounded() -> None:
+    built = build()
+    client = built.app.test_client()
+    for number in range(3 * MAX_BOUND_ADAPTERS):
+        assert client.get(f"/healthz?n={number}").status_code == 200
+    assert len(built.app._adapters) == MAX_BOUND_ADAPTERS  # type: ignore[attr-defined]
+    assert client.get("/healthz?n=-1").status_code == 200
+
+
+def test_the_webhook_keeps_no_sessions() -> None:
+    built = build()
+    app = built.app
+    with (
+        app.test_request_context("/healthz"),
+        pytest.raises(RuntimeError, match="session is unavailable"),
+    ):
+        session["user"] = "alice"
+    answer = answer_of(post(built, "/validate", hotplug_review()))
+    assert answer["response"]["allowed"] is True
+    assert "Set-Cookie" not in post(built, "/validate", hotplug_review()).headers
