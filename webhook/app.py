@@ -112,9 +112,9 @@ class WebhookFlask(Flask):
     a stock Flask app's time per request in one process (11-13 of 108-122 µs). The
     binding depends only on `_BINDING_KEYS`, and a bound adapter is only read when
     matching, so the adapter of each set of those values (kube-apiserver sends the same
-    few) is kept and reused by every thread. Anything that changes how
-    the binding is done (trusted hosts, a server name, host or subdomain matching) goes
-    Flask's own way every time.
+    few) is kept and reused by every thread. Anything that changes how the binding is
+    done (trusted hosts, a server name, host or subdomain matching) goes Flask's own way
+    every time.
     """
 
     session_interface = _NoSessions()

@@ -31,7 +31,7 @@ took waits little."""
 ASIDE_POLL_SECONDS = 0.002
 """How often a worker that stepped aside reads its siblings' counts again."""
 VACANT = -1
-"""A slot no live worker holds."""
+"""A slot no worker that accepts holds (free, or its worker still booting)."""
 _SLOT_BYTES = 8
 
 

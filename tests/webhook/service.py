@@ -228,7 +228,14 @@ def _wait_ready(service: Service, path: str, *, workers: int) -> None:
             )
         if service.ca.is_file():
             try:
-                answer = requests.get(service.url(path), verify=str(service.ca), timeout=2)
+                # closed by the server: a pooled connection would stay open until garbage
+                # collection, and tests count the connections each worker holds
+                answer = requests.get(
+                    service.url(path),
+                    verify=str(service.ca),
+                    timeout=2,
+                    headers={"Connection": "close"},
+                )
                 if answer.status_code == 200 and len(service.worker_pids()) >= workers:
                     return
                 last = f"HTTP {answer.status_code}, {len(service.worker_pids())} workers"

@@ -10,6 +10,7 @@ import signal
 import ssl
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -179,3 +180,29 @@ def test_connections_that_come_and_go_are_all_answered(served: Service) -> None:
 
     with concurrent.futures.ThreadPoolExecutor(12) as pool:
         assert sum(pool.map(exchange, range(48))) == 6 * 48
+
+
+def test_a_worker_that_replaces_a_dead_one_takes_its_slot_and_its_share(tmp_path: Path) -> None:
+    with service.serving(
+        tmp_path, args=("--workers", str(WORKERS), "--threads", "2"), env={"TMPDIR": str(tmp_path)}
+    ) as running:
+        running.wait_for_logs(
+            lambda entry: entry["message"] == "accepting connections", count=WORKERS
+        )
+        (killed, *_) = sorted(running.worker_pids())
+        os.kill(killed, signal.SIGKILL)
+        accepting = running.wait_for_logs(
+            lambda entry: entry["message"] == "accepting connections",
+            count=WORKERS + 1,
+            timeout=30,
+        )
+        assert len(accepting) == WORKERS + 1
+        assert {entry["slot"] for entry in accepting} == set(range(WORKERS))
+        assert killed not in running.worker_pids()
+        connections: list[http.client.HTTPSConnection] = []
+        with opened(connections, running):
+            for total in range(1, 5):
+                connections.append(connect(running))
+                counts = held(running)
+                assert sum(counts.values()) == total
+                assert max(counts.values()) - min(counts.values()) <= 1, counts
