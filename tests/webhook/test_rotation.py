@@ -9,6 +9,7 @@ import socket
 import ssl
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,7 @@ from certs.directory import write_atomic, write_material
 from certs.issuance import KeySpec, PrivateKey, generate_key, issue_authority, issue_serving
 from certs.material import Material, render_material
 from certs.names import parse_hosts
+from hotplug_guard.commands.serve import EXPIRY_REFRESH_SECONDS
 from tests.webhook import service
 from tests.webhook.objects import hotplug_review, uid_of
 from tests.webhook.service import Service
@@ -93,6 +95,24 @@ def wait_for_leaf(served: Service, trust: Path, expected: Leaf) -> None:
     while served_fingerprint(served, trust) != expected.fingerprint:
         assert time.monotonic() < deadline, "the rotated certificate was not picked up"
         time.sleep(0.05)
+
+
+def wait_for_every_worker(served: Service, reloads: int) -> None:
+    """Until each worker has logged `reloads` certificate reloads: a worker reloads when it
+    accepts a connection, or at its next look at the files (`EXPIRY_REFRESH_SECONDS`).
+    """
+    workers = served.worker_pids()
+    deadline = time.monotonic() + 3 * EXPIRY_REFRESH_SECONDS
+    while True:
+        by_worker = Counter(
+            entry["pid"]
+            for entry in served.json_logs()
+            if entry["message"].startswith("serving certificate reloaded")
+        )
+        if all(by_worker[pid] >= reloads for pid in workers):
+            return
+        assert time.monotonic() < deadline, f"reloads by worker: {by_worker}"
+        time.sleep(0.1)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -198,6 +218,7 @@ def test_rotated_leaf_and_ca_are_served_without_restart_or_a_failed_request(
         second = leaf(old_ca, now)
         install(cert_dir, (old_ca,), second)
         wait_for_leaf(served, trust, second)
+        wait_for_every_worker(served, reloads=1)
         traffic.advance()
 
         # half-way through a rotation (new key, old certificate) the server keeps its pair
