@@ -110,9 +110,13 @@ class Service:
         return self.stderr.read_text(encoding="utf-8", errors="replace").splitlines()
 
     def json_logs(self) -> list[dict[str, Any]]:
-        """The structured (JSON) lines of the log; gunicorn's own lines are plain text."""
+        """The structured (JSON) lines of the log; gunicorn's own lines are plain text. A
+        last line still being written (no newline yet) is left for the next read.
+        """
+        text = self.stderr.read_text(encoding="utf-8", errors="replace")
+        complete = text[: text.rfind("\n") + 1]
         entries = []
-        for line in self.log_lines():
+        for line in complete.splitlines():
             if line.startswith("{"):
                 entries.append(json.loads(line))
         return entries
