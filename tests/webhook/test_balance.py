@@ -11,6 +11,7 @@ import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -81,11 +82,16 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         tmp, args=("--workers", str(WORKERS), "--threads", "4"), env={"TMPDIR": str(tmp)}
     ) as running:
         # the service answers once one worker is up; the tests need every worker accepting
-        accepting = running.wait_for_logs(
-            lambda entry: entry["message"] == "accepting connections", count=WORKERS
-        )
+        accepting = wait_until_accepting(running, count=WORKERS)
         assert sorted(entry["slot"] for entry in accepting) == list(range(WORKERS))
         yield running
+
+
+def wait_until_accepting(running: Service, *, count: int) -> list[dict[str, Any]]:
+    """The `accepting connections` lines, once `count` workers (in all) have logged one."""
+    return running.wait_for_logs(
+        lambda entry: entry["message"] == "accepting connections", count=count, timeout=30
+    )
 
 
 def connect(served: Service) -> http.client.HTTPSConnection:
@@ -97,6 +103,19 @@ def connect(served: Service) -> http.client.HTTPSConnection:
     answer.read()
     assert answer.status == 200
     return connection
+
+
+def open_one_by_one(
+    served: Service, connections: list[http.client.HTTPSConnection], *, count: int
+) -> None:
+    """Open `count` connections one after another into `connections`; after each, the
+    workers' shares differ by one at most.
+    """
+    for _ in range(count):
+        connections.append(connect(served))
+        counts = held(served)
+        assert sum(counts.values()) == len(connections)
+        assert max(counts.values()) - min(counts.values()) <= 1, counts
 
 
 def held(served: Service) -> dict[int, int]:
@@ -130,11 +149,7 @@ def test_the_workers_share_one_listening_socket(served: Service) -> None:
 def test_connections_opened_one_by_one_alternate_between_the_workers(served: Service) -> None:
     connections: list[http.client.HTTPSConnection] = []
     with opened(connections, served):
-        for total in range(1, 8):
-            connections.append(connect(served))
-            counts = held(served)
-            assert sum(counts.values()) == total
-            assert max(counts.values()) - min(counts.values()) <= 1, counts
+        open_one_by_one(served, connections, count=7)
 
 
 def test_a_burst_of_connections_is_split_evenly(served: Service) -> None:
@@ -186,23 +201,13 @@ def test_a_worker_that_replaces_a_dead_one_takes_its_slot_and_its_share(tmp_path
     with service.serving(
         tmp_path, args=("--workers", str(WORKERS), "--threads", "2"), env={"TMPDIR": str(tmp_path)}
     ) as running:
-        running.wait_for_logs(
-            lambda entry: entry["message"] == "accepting connections", count=WORKERS
-        )
+        wait_until_accepting(running, count=WORKERS)
         (killed, *_) = sorted(running.worker_pids())
         os.kill(killed, signal.SIGKILL)
-        accepting = running.wait_for_logs(
-            lambda entry: entry["message"] == "accepting connections",
-            count=WORKERS + 1,
-            timeout=30,
-        )
+        accepting = wait_until_accepting(running, count=WORKERS + 1)
         assert len(accepting) == WORKERS + 1
         assert {entry["slot"] for entry in accepting} == set(range(WORKERS))
         assert killed not in running.worker_pids()
         connections: list[http.client.HTTPSConnection] = []
         with opened(connections, running):
-            for total in range(1, 5):
-                connections.append(connect(running))
-                counts = held(running)
-                assert sum(counts.values()) == total
-                assert max(counts.values()) - min(counts.values()) <= 1, counts
+            open_one_by_one(running, connections, count=4)
