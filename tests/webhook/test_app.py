@@ -734,6 +734,12 @@ def test_url_bindings_kept_are_bounded() -> None:
 def test_the_webhook_keeps_no_sessions() -> None:
     built = build()
     app = built.app
+    opened = []
+    for _ in range(2):  # one null session for every request, not one made per request
+        with app.test_request_context("/healthz", headers={"Cookie": "session=forged"}):
+            opened.append(session._get_current_object())  # type: ignore[attr-defined]
+    assert opened[0] is opened[1]
+    assert not opened[0]
     with (
         app.test_request_context("/healthz"),
         pytest.raises(RuntimeError, match="session is unavailable"),
