@@ -224,7 +224,7 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships
         """
         if not enabled:  # the worker is stopping, or has all the connections it may
             self.resume_at = 0.0
-        if not enabled or not self.resume_at:
+        if not self.resume_at:
             super().set_accept_enabled(enabled)
             return
         caught_up = self.share is None or self.share.my_turn()
