@@ -26,10 +26,14 @@ FROM ${BUILD_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
 COPY requirements.lock requirements-build.lock ./
+# the dependencies go into the build stage too: mypyc type-checks the compiled modules
+# against them (orjson's types), and fails without them
 RUN pip install --require-hashes --no-deps -r requirements-build.lock \
     && pip download --require-hashes --no-deps --only-binary=:all: --dest /wheels \
         -r requirements.lock \
-    && cp requirements.lock /wheels/
+    && cp requirements.lock /wheels/ \
+    && pip install --no-index --find-links /wheels --require-hashes --no-deps \
+        -r requirements.lock
 COPY pyproject.toml setup.py README.md LICENSE ./
 COPY policy/ policy/
 COPY webhook/ webhook/

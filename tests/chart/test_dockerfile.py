@@ -110,7 +110,7 @@ def test_build_stage_copies_everything_the_wheel_is_built_from() -> None:
 
 def test_build_stage_takes_every_dependency_from_the_locks_and_compiles_the_engine() -> None:
     dependencies, build = [i.arguments for i in stages()["build"] if i.keyword == "RUN"]
-    tools, download, keep = dependencies.split(" && ")
+    tools, download, keep, install = dependencies.split(" && ")
     assert tools == "pip install --require-hashes --no-deps -r requirements-build.lock"
     # wheels only: the runtime stage has no compiler to build an sdist with
     assert download == (
@@ -118,6 +118,11 @@ def test_build_stage_takes_every_dependency_from_the_locks_and_compiles_the_engi
         "-r requirements.lock"
     )
     assert keep == "cp requirements.lock /wheels/"
+    # the same files into the build stage: mypyc type-checks against them
+    assert install == (
+        "pip install --no-index --find-links /wheels --require-hashes --no-deps "
+        "-r requirements.lock"
+    )
     pins = read_lock(ROOT / "requirements-build.lock")
     assert {"mypy", "setuptools", "wheel"} <= set(pins)
     # what pyproject.toml asks of them, so the pins cannot fall behind it
