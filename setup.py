@@ -10,6 +10,11 @@ environment:
 
     pip install mypy setuptools
     HOTPLUG_GUARD_MYPYC=1 pip wheel --no-build-isolation --no-deps --wheel-dir dist .
+
+HOTPLUG_GUARD_PGO picks a stage of a profile-guided build: `generate` compiles the modules
+to count what runs, `use` compiles them again laid out by those counts. The image and
+`scripts/check-compiled` build that way, with `scripts/build-compiled`, which runs the
+training workload between the two.
 """
 
 import os
@@ -17,6 +22,15 @@ import os
 from setuptools import setup
 
 COMPILE_ENV = "HOTPLUG_GUARD_MYPYC"
+PGO_ENV = "HOTPLUG_GUARD_PGO"
+PGO_FLAGS = {
+    # counters updated atomically: the training runs the webhook's threads too
+    "generate": (["-fprofile-generate", "-fprofile-update=atomic"], ["-fprofile-generate"]),
+    # code the training never ran stays optimised for speed, not for size; the profile is
+    # read from beside each object file, so both stages build in the same directory
+    "use": (["-fprofile-use", "-fprofile-partial-training", "-Wno-missing-profile"], []),
+    "": ([], []),
+}
 COMPILED = [
     "policy",
     # the webhook's own work around the engine on every review: parsing, rendering,
@@ -31,6 +45,10 @@ COMPILED = [
 def extensions() -> list[object]:
     if os.environ.get(COMPILE_ENV) != "1":
         return []
+    stage = os.environ.get(PGO_ENV, "")
+    if stage not in PGO_FLAGS:
+        raise SystemExit(f"{PGO_ENV}={stage!r}: expected one of generate, use (or unset)")
+    compile_flags, link_flags = PGO_FLAGS[stage]
     from mypyc.build import mypycify  # noqa: PLC0415 - only when compiling
 
     built = list(mypycify(COMPILED, opt_level="3"))
@@ -41,7 +59,8 @@ def extensions() -> list[object]:
         # compiler may inline them; calls into libpython skip the PLT stub as well.
         # Under load a review's code comes back from memory each time, and this is code
         # it need not fetch (docs/webhook.md, "Performance").
-        extension.extra_compile_args.extend(["-fvisibility=hidden", "-fno-plt"])
+        extension.extra_compile_args.extend(["-fvisibility=hidden", "-fno-plt", *compile_flags])
+        extension.extra_link_args.extend(link_flags)
     return built
 
 
