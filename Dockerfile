@@ -10,9 +10,13 @@
 # path compiled by mypyc (setup.py; same behaviour, the engine about five times as fast),
 # and downloads the wheels of its dependencies; stage 2 installs them from that
 # directory only (--no-index), so the runtime image has no compilers, no build tools
-# and no source tree. The build stage is
-# the full Python image because it already has the C compiler mypyc needs; both are the
-# same Python 3.11 on the same Debian release, so the compiled modules fit the runtime.
+# and no source tree. The compilation is profile-guided (scripts/build-compiled): it
+# compiles once with counters, runs the project's policy cases through the engine and
+# the webhook's app, and compiles again laid out by the counts; the wheel then takes
+# those objects as they are, the same code scripts/check-compiled tests. The build
+# stage is the full Python image because it already has the C compiler mypyc needs;
+# both are the same Python 3.11 on the same Debian release, so the compiled modules fit
+# the runtime.
 #
 # Every dependency, of the image and of the build, is the version requirements.lock
 # (requirements-build.lock) pins, checked against the hashes there (--require-hashes),
@@ -41,7 +45,15 @@ COPY certs/ certs/
 COPY controller/ controller/
 COPY kubecache/ kubecache/
 COPY hotplug_guard/ hotplug_guard/
-RUN HOTPLUG_GUARD_MYPYC=1 pip wheel --no-build-isolation --no-deps --wheel-dir /wheels .
+# the profile's training workload: the policy case files and the objects they name
+COPY scripts/build-compiled scripts/pgo_training.py scripts/
+COPY examples/ examples/
+COPY tests/policy/cases/ tests/policy/cases/
+COPY tests/fixtures/kubevirt/ tests/fixtures/kubevirt/
+COPY tests/fixtures/vms/ tests/fixtures/vms/
+RUN scripts/build-compiled \
+    && HOTPLUG_GUARD_MYPYC=1 HOTPLUG_GUARD_PGO=use \
+        pip wheel --no-build-isolation --no-deps --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE} AS runtime
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore \

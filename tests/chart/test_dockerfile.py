@@ -7,6 +7,7 @@ with podman or buildah, and scripts/build-image does it.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -100,12 +101,50 @@ def test_two_stages_on_python_311_of_the_same_debian_release() -> None:
     assert named["runtime"][0].arguments == "${PYTHON_IMAGE} AS runtime"
 
 
-def test_build_stage_copies_everything_the_wheel_is_built_from() -> None:
+TRAINING = {
+    "scripts/build-compiled",
+    "scripts/pgo_training.py",
+    "examples",
+    "tests/policy/cases",
+    "tests/fixtures/kubevirt",
+    "tests/fixtures/vms",
+}
+"""What the profile-guided compilation reads besides the sources (scripts/build-compiled)."""
+FIXTURE_REFERENCE = re.compile(r"fixture:\s*([^\s,}]+)")
+
+
+def test_build_stage_copies_everything_the_wheel_is_built_from_and_trained_on() -> None:
     packages = {p.rstrip("*") for p in PROJECT["tool"]["setuptools"]["packages"]["find"]["include"]}
     project = PROJECT["project"]
     expected = {"pyproject.toml", "setup.py", project["readme"], *project["license-files"]}
     locks = {"requirements.lock", "requirements-build.lock"}
-    assert copied_sources() == expected | packages | locks
+    assert copied_sources() == expected | packages | locks | TRAINING
+
+
+def test_build_stage_copies_every_file_the_profile_training_reads() -> None:
+    """The case directories scripts/build-compiled trains on, and every fixture they name."""
+    [command] = [
+        line.split()
+        for line in (ROOT / "scripts/build-compiled").read_text().splitlines()
+        if line.startswith("python scripts/pgo_training.py ")
+    ]
+    read = {ROOT / command[1]}
+    for directory in command[2:]:
+        cases = sorted((ROOT / directory).rglob("*.yaml"))
+        assert cases, f"no case files under {directory}"
+        for case in cases:
+            read.add(case)
+            read.update(
+                (case.parent / ref).resolve() for ref in FIXTURE_REFERENCE.findall(case.read_text())
+            )
+    copied = {ROOT / source for source in copied_sources()}
+    missing = [
+        str(path.relative_to(ROOT))
+        for path in sorted(read)
+        if path not in copied and not copied & set(path.parents)
+    ]
+    assert not missing, f"the training reads what the build stage does not copy: {missing}"
+    assert len(read) > 100  # the fixtures were found, not skipped
 
 
 def test_build_stage_takes_every_dependency_from_the_locks_and_compiles_the_engine() -> None:
@@ -118,7 +157,7 @@ def test_build_stage_takes_every_dependency_from_the_locks_and_compiles_the_engi
         "-r requirements.lock"
     )
     assert keep == "cp requirements.lock /wheels/"
-    # the same files into the build stage: mypyc type-checks against them
+    # the same files into the build stage: mypyc type-checks against them, the training runs them
     assert install == (
         "pip install --no-index --find-links /wheels --require-hashes --no-deps "
         "-r requirements.lock"
@@ -130,11 +169,14 @@ def test_build_stage_takes_every_dependency_from_the_locks_and_compiles_the_engi
         "mypy", PROJECT["project"]["optional-dependencies"]["test"]
     )
     assert pins["setuptools"].version >= minimum("setuptools", PROJECT["build-system"]["requires"])
-    # the variable setup.py reads, and the build environment that has mypy in it
+    # compiled profile-guided in place, then the wheel from those objects: the variables
+    # setup.py reads, and the build environment that has mypy in it
     assert build == (
-        "HOTPLUG_GUARD_MYPYC=1 pip wheel --no-build-isolation --no-deps --wheel-dir /wheels ."
+        "scripts/build-compiled && HOTPLUG_GUARD_MYPYC=1 HOTPLUG_GUARD_PGO=use "
+        "pip wheel --no-build-isolation --no-deps --wheel-dir /wheels ."
     )
     assert "HOTPLUG_GUARD_MYPYC" in (ROOT / "setup.py").read_text()
+    assert "HOTPLUG_GUARD_PGO" in (ROOT / "setup.py").read_text()
 
 
 def minimum(name: str, requirements: list[str]) -> Version:
