@@ -290,7 +290,8 @@ def _patch(session: requests.Session, url: str, body: str, name: str) -> None:
 
 
 def compiled_copy(directory: Path) -> Path:
-    """The tracked tree copied to `directory`, compiled by mypyc as the image is (setup.py)."""
+    """The tracked tree copied to `directory`, compiled by mypyc as the image is
+    (scripts/build-compiled: profile-guided)."""
     files = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=REPO,
@@ -303,16 +304,17 @@ def compiled_copy(directory: Path) -> Path:
             target = directory / name.decode()
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
+    python = str(Path(sys.executable).parent)  # the script runs `python`: this one
     built = subprocess.run(
-        [sys.executable, "setup.py", "build_ext", "--inplace"],
+        [str(directory / "scripts" / "build-compiled")],
         cwd=directory,
-        env={**os.environ, "HOTPLUG_GUARD_MYPYC": "1"},
+        env={**os.environ, "PATH": f"{python}{os.pathsep}{os.environ.get('PATH', '')}"},
         capture_output=True,
         text=True,
         check=False,
     )
     if built.returncode != 0:
-        raise SystemExit(f"mypyc failed:\n{built.stdout}{built.stderr}")
+        raise SystemExit(f"the compiled build failed:\n{built.stdout}{built.stderr}")
     return directory
 
 
