@@ -59,8 +59,14 @@ def extensions() -> list[object]:
         # compiler may inline them; calls into libpython skip the PLT stub as well.
         # Under load a review's code comes back from memory each time, and this is code
         # it need not fetch (docs/webhook.md, "Performance").
-        extension.extra_compile_args.extend(["-fvisibility=hidden", "-fno-plt", *compile_flags])
-        extension.extra_link_args.extend(link_flags)
+        # (new lists: mypycify's extensions share theirs)
+        extension.extra_compile_args = [
+            *extension.extra_compile_args,
+            "-fvisibility=hidden",
+            "-fno-plt",
+            *compile_flags,
+        ]
+        extension.extra_link_args = [*extension.extra_link_args, *link_flags]
     return built
 
 
