@@ -24,7 +24,7 @@ from setuptools import setup
 COMPILE_ENV = "HOTPLUG_GUARD_MYPYC"
 PGO_ENV = "HOTPLUG_GUARD_PGO"
 PGO_FLAGS = {
-    # counters updated atomically: the training runs the webhook's threads too
+    # counters updated atomically: right even where the workload runs threads
     "generate": (["-fprofile-generate", "-fprofile-update=atomic"], ["-fprofile-generate"]),
     # code the training never ran stays optimised for speed, not for size; the profile is
     # read from beside each object file, so both stages build in the same directory
@@ -58,8 +58,8 @@ def extensions() -> list[object]:
         # the modules reach the shared library's functions through a capsule), and the
         # compiler may inline them; calls into libpython skip the PLT stub as well.
         # Under load a review's code comes back from memory each time, and this is code
-        # it need not fetch (docs/webhook.md, "Performance").
-        # (new lists: mypycify's extensions share theirs)
+        # it need not fetch (docs/webhook.md, "Performance"). New lists, not extended
+        # ones: mypycify's extensions share theirs.
         extension.extra_compile_args = [
             *extension.extra_compile_args,
             "-fvisibility=hidden",
