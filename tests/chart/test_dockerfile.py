@@ -123,13 +123,13 @@ def test_build_stage_copies_everything_the_wheel_is_built_from_and_trained_on() 
 
 def test_build_stage_copies_every_file_the_profile_training_reads() -> None:
     """The case directories scripts/build-compiled trains on, and every fixture they name."""
-    [command] = [
-        line.split()
-        for line in (ROOT / "scripts/build-compiled").read_text().splitlines()
-        if line.startswith("python scripts/pgo_training.py ")
-    ]
-    read = {ROOT / command[1]}
-    for directory in command[2:]:
+    [(script, case_directories)] = re.findall(
+        r"^[^#]*python (scripts/pgo_training\.py) (.+)$",
+        (ROOT / "scripts/build-compiled").read_text(),
+        flags=re.MULTILINE,
+    )
+    read = {ROOT / script}
+    for directory in case_directories.split():
         cases = sorted((ROOT / directory).rglob("*.yaml"))
         assert cases, f"no case files under {directory}"
         for case in cases:
