@@ -173,7 +173,8 @@ def test_build_stage_takes_every_dependency_from_the_locks_and_compiles_the_engi
     # setup.py reads, and the build environment that has mypy in it
     assert build == (
         "scripts/build-compiled && HOTPLUG_GUARD_MYPYC=1 HOTPLUG_GUARD_PGO=use "
-        "pip wheel --no-build-isolation --no-deps --wheel-dir /wheels ."
+        "pip wheel --no-build-isolation --no-deps --wheel-dir /wheels . "
+        "&& sha256sum /wheels/*.whl /wheels/requirements.lock > /wheels/SHA256SUMS"
     )
     assert "HOTPLUG_GUARD_MYPYC" in (ROOT / "setup.py").read_text()
     assert "HOTPLUG_GUARD_PGO" in (ROOT / "setup.py").read_text()
@@ -196,8 +197,18 @@ def test_runtime_installs_this_version_of_the_wheel_offline_and_has_no_build_too
     wheel = f"pip install --no-index --find-links /wheels --no-deps {project['name']}=="
     assert f"{locked}{wheel}{project['version']} && pip check && " in install
     assert DOCKERFILE.startswith("# syntax=docker/dockerfile:1\n")  # RUN --mount needs BuildKit
-    # the source tree and the wheels never become a layer of the runtime image
-    assert not [i for i in runtime if i.keyword in ("COPY", "ADD")]
+    # the source tree and the wheels never become a layer of the runtime image; their
+    # checksums do, before the install, so that new wheels always mean a new install
+    # (not every builder's cache looks into a bind mount), which checks them first
+    copies = [i.arguments for i in runtime if i.keyword in ("COPY", "ADD")]
+    sums = "/usr/local/share/hotplug-guard/wheels.sha256"
+    assert copies == [f"--from=build /wheels/SHA256SUMS {sums}"]
+    keywords = [i.keyword for i in runtime]
+    assert keywords.index("COPY") == keywords.index("RUN") - 1
+    assert install.startswith(
+        "--mount=type=bind,from=build,source=/wheels,target=/wheels "
+        f"sha256sum --check --quiet {sums} && pip install "
+    )
     for tool in ("apt-get", "apk", "gcc", "build-essential", "make "):
         assert tool not in install
     # an arbitrary UID of group 0 (OpenShift's) can use its home directory
