@@ -61,9 +61,10 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=igno
     PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 # The checksums of what the install below takes, as a layer of their own (a few KB). A
 # layer's content is part of every builder's cache key, but what a bind mount holds is
-# not in all of them: podman 4.3 and buildah 1.28, for one, reuse the cached install
-# after the wheels changed, and the image would ship the previous build's code. With
-# this file before it, new wheels mean a new install; the install checks them too.
+# not in all of them: podman 4.3 (which builds with buildah 1.28), for one, reuses the
+# cached install after the wheels changed, and the image would ship the previous build's
+# code. With this file before it, new wheels mean a new install; the install checks them
+# too.
 COPY --from=build /wheels/SHA256SUMS /usr/local/share/hotplug-guard/wheels.sha256
 # the home directory belongs to group 0 too: OpenShift runs the image under an arbitrary
 # UID whose group is 0
